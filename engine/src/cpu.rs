@@ -1,0 +1,178 @@
+//! The CPU backend: normalise to f32 NCHW, run ONNX Runtime, copy the logits out.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use ort::session::{builder::GraphOptimizationLevel, Session};
+use ort::value::TensorRef;
+
+use crate::{
+    Backend, BatchBuffer, EngineError, Normalization, StageTiming, IMAGE_CHANNELS, IMAGE_SIDE,
+};
+
+static RUNTIME: OnceLock<Result<ort::environment::Environment, EngineError>> = OnceLock::new();
+
+/// Loads the ONNX Runtime shared library from `dylib` once per process and creates the global
+/// environment. Later calls return the first call's outcome, whatever path they pass.
+pub fn init_onnx_runtime(dylib: &Path) -> Result<(), EngineError> {
+    let outcome = RUNTIME.get_or_init(|| {
+        let unavailable = |reason: String| EngineError::RuntimeUnavailable {
+            path: dylib.display().to_string().into(),
+            reason: reason.into(),
+        };
+        if !dylib.exists() {
+            return Err(unavailable(
+                "no such file (run scripts/setup.sh, or set ORT_DYLIB_PATH)".into(),
+            ));
+        }
+        ort::init_from(dylib)
+            .map_err(|e| unavailable(e.to_string()))?
+            .with_name("inference-gateway")
+            .with_telemetry(false)
+            .build()
+            .map_err(|e| unavailable(e.to_string()))
+    });
+    outcome.as_ref().map(|_| ()).map_err(Clone::clone)
+}
+
+fn environment() -> Result<&'static ort::environment::Environment, EngineError> {
+    match RUNTIME.get() {
+        Some(Ok(env)) => Ok(env),
+        Some(Err(e)) => Err(e.clone()),
+        None => Err(EngineError::RuntimeUnavailable {
+            path: "(not initialised)".into(),
+            reason: "init_onnx_runtime was not called".into(),
+        }),
+    }
+}
+
+/// Where the model comes from.
+#[derive(Debug, Clone)]
+pub enum ModelSource {
+    /// An ONNX file on disk (external data next to it is found by ONNX Runtime).
+    File(PathBuf),
+    /// ONNX bytes in memory.
+    Bytes(std::sync::Arc<[u8]>),
+}
+
+/// Settings of one CPU backend instance.
+#[derive(Debug, Clone)]
+pub struct CpuConfig {
+    /// The model to run: one float NCHW input, one `[N, classes]` float output.
+    pub model: ModelSource,
+    /// Threads ONNX Runtime uses inside one operator.
+    pub intra_threads: usize,
+    /// Normalisation applied to the u8 images before the model.
+    pub normalization: Normalization,
+    /// Whether idle ONNX Runtime threads spin; off leaves the cores to decoding.
+    pub spinning: bool,
+}
+
+/// ONNX Runtime on the CPU. Not shared between threads: each lane builds its own.
+pub struct CpuBackend {
+    session: Session,
+    input_name: String,
+    classes: usize,
+    normalization: Normalization,
+    input: Vec<f32>,
+}
+
+impl CpuBackend {
+    /// Builds a session for `config.model`. [`init_onnx_runtime`] must have succeeded.
+    pub fn new(config: &CpuConfig) -> Result<Self, EngineError> {
+        let env = environment()?;
+        let mut builder = Session::builder(env)
+            .map_err(EngineError::model_load)?
+            .with_optimization_level(GraphOptimizationLevel::Level3)
+            .and_then(|b| b.with_intra_threads(config.intra_threads.max(1)))
+            .and_then(|b| b.with_inter_threads(1))
+            .and_then(|b| b.with_intra_op_spinning(config.spinning))
+            .map_err(EngineError::model_load)?;
+        let session = match &config.model {
+            ModelSource::File(path) => builder.commit_from_file(path),
+            ModelSource::Bytes(bytes) => builder.commit_from_memory(bytes),
+        }
+        .map_err(EngineError::model_load)?;
+        let (input_name, classes) = io_shape(&session)?;
+        Ok(Self {
+            session,
+            input_name,
+            classes,
+            normalization: config.normalization,
+            input: Vec::new(),
+        })
+    }
+}
+
+/// The one input's name and the width of the one output, as ONNX Runtime reports them.
+fn io_shape(session: &Session) -> Result<(String, usize), EngineError> {
+    let [input] = session.inputs() else {
+        return Err(EngineError::model_load(
+            "the model must have exactly one input",
+        ));
+    };
+    let [output] = session.outputs() else {
+        return Err(EngineError::model_load(
+            "the model must have exactly one output",
+        ));
+    };
+    let classes = output
+        .dtype()
+        .tensor_shape()
+        .and_then(|shape| shape.last().copied())
+        .filter(|&c| c > 0)
+        .ok_or_else(|| EngineError::model_load("the output's last dimension must be fixed"))?;
+    Ok((input.name().to_string(), classes as usize))
+}
+
+impl Backend for CpuBackend {
+    fn run(
+        &mut self,
+        batch: &BatchBuffer,
+        logits: &mut Vec<f32>,
+        timings: &mut Vec<StageTiming>,
+    ) -> Result<(), EngineError> {
+        timings.clear();
+        logits.clear();
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let start = Instant::now();
+        self.normalization.to_nchw(batch, &mut self.input);
+        let normalized = Instant::now();
+        timings.push(StageTiming {
+            stage: "normalize",
+            duration: normalized - start,
+        });
+
+        let shape = [batch.len(), IMAGE_CHANNELS, IMAGE_SIDE, IMAGE_SIDE];
+        let tensor =
+            TensorRef::from_array_view((shape, &self.input[..])).map_err(EngineError::inference)?;
+        let outputs = self
+            .session
+            .run(ort::inputs![self.input_name.as_str() => tensor])
+            .map_err(EngineError::inference)?;
+        let (out_shape, data) = outputs[0]
+            .try_extract_tensor::<f32>()
+            .map_err(EngineError::inference)?;
+        let expected = batch.len() * self.classes;
+        if data.len() != expected {
+            return Err(EngineError::inference(format!(
+                "output has shape {out_shape:?}, expected [{}, {}]",
+                batch.len(),
+                self.classes
+            )));
+        }
+        logits.extend_from_slice(data);
+        timings.push(StageTiming {
+            stage: "compute",
+            duration: normalized.elapsed(),
+        });
+        Ok(())
+    }
+
+    fn classes(&self) -> usize {
+        self.classes
+    }
+}

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Fetches the pinned ONNX Runtime shared library (from the PyPI `onnxruntime` wheel; the `ort`
+# crate's own binary download is unreachable here) into .cache/onnxruntime/. Idempotent.
+set -euo pipefail
+ORT_VERSION="1.31.1"
+WHEEL="onnxruntime-${ORT_VERSION}-cp311-cp311-manylinux_2_28_x86_64.whl"
+WHEEL_SHA256="${ORT_WHEEL_SHA256:-5752bd508126ae7c49894d3b9d2e83f0c3d487319246d04c444b393308d7ad7f}"
+root="$(cd "$(dirname "$0")/.." && pwd)"
+dest="$root/.cache/onnxruntime"
+lib="$dest/libonnxruntime.so.${ORT_VERSION}"
+
+if [ -f "$lib" ] && [ -e "$dest/libonnxruntime.so" ]; then
+  echo "ONNX Runtime ${ORT_VERSION} already in $dest"
+  exit 0
+fi
+if [ "$(uname -m)" != "x86_64" ]; then
+  echo "scripts/setup.sh: only x86_64 Linux is scripted; set ORT_DYLIB_PATH to your libonnxruntime.so" >&2
+  exit 1
+fi
+command -v python3 >/dev/null || { echo "scripts/setup.sh: python3 (with pip) is needed to fetch the wheel" >&2; exit 1; }
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.11 \
+  --implementation cp --platform manylinux_2_28_x86_64 -d "$tmp" "onnxruntime==${ORT_VERSION}"
+echo "${WHEEL_SHA256}  $tmp/${WHEEL}" | sha256sum -c --quiet -
+mkdir -p "$dest"
+python3 - "$tmp/$WHEEL" "$dest" <<'PY'
+import sys, zipfile, os
+wheel, dest = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(wheel) as z:
+    for name in z.namelist():
+        base = os.path.basename(name)
+        if name.startswith("onnxruntime/capi/libonnxruntime") and ".so" in base:
+            with z.open(name) as src, open(os.path.join(dest, base), "wb") as out:
+                out.write(src.read())
+PY
+ln -sf "libonnxruntime.so.${ORT_VERSION}" "$dest/libonnxruntime.so"
+echo "ONNX Runtime ${ORT_VERSION} installed in $dest"
