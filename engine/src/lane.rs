@@ -45,43 +45,66 @@ pub struct Lanes {
     senders: Vec<Sender<Job>>,
     threads: Vec<JoinHandle<()>>,
     classes: usize,
+    buffers: Vec<Vec<BatchBuffer>>,
 }
+
+/// What a lane reports once its backend is built: output width and its batch buffers.
+type Ready = Result<(usize, Vec<BatchBuffer>), EngineError>;
 
 impl Lanes {
     /// Starts `count` lanes, building each backend on its own thread, and waits until all are
-    /// built. `warmup` lists batch sizes each lane runs once (zeros) before it is ready.
+    /// built. Each lane allocates `buffers_per_lane` batch buffers of `batch_capacity` images in
+    /// its backend's preferred memory ([`Lanes::take_buffers`]). `warmup` lists batch sizes each
+    /// lane runs once before it is ready.
     pub fn start(
         count: usize,
         factory: BackendFactory,
         batch_capacity: usize,
+        buffers_per_lane: usize,
         warmup: &[usize],
     ) -> Result<Self, EngineError> {
-        let (ready_tx, ready_rx) = bounded(count.max(1));
+        let count = count.max(1);
+        let (ready_tx, ready_rx) = bounded::<(usize, Ready)>(count);
         let mut lanes = Lanes {
             senders: Vec::new(),
             threads: Vec::new(),
             classes: 0,
+            buffers: Vec::new(),
         };
-        for lane in 0..count.max(1) {
+        for lane in 0..count {
             let (tx, rx) = bounded::<Job>(1);
             let (factory, ready_tx) = (factory.clone(), ready_tx.clone());
             let warmup = warmup.to_vec();
+            let sizes = (batch_capacity, buffers_per_lane);
             let handle = std::thread::Builder::new()
                 .name(format!("engine-lane-{lane}"))
-                .spawn(move || lane_main(lane, factory, rx, ready_tx, batch_capacity, warmup))
+                .spawn(move || lane_main(lane, factory, rx, ready_tx, sizes, warmup))
                 .map_err(|e| EngineError::model_load(format!("cannot spawn lane thread: {e}")))?;
             lanes.senders.push(tx);
             lanes.threads.push(handle);
         }
         drop(ready_tx);
-        for _ in 0..lanes.senders.len() {
-            match ready_rx.recv() {
-                Ok(Ok(classes)) => lanes.classes = classes,
-                Ok(Err(e)) => return Err(e),
-                Err(_) => return Err(EngineError::Panicked("lane died while starting".into())),
-            }
+        let mut buffers: Vec<Vec<BatchBuffer>> = (0..count).map(|_| Vec::new()).collect();
+        for _ in 0..count {
+            let failure = match ready_rx.recv() {
+                Ok((lane, Ok((classes, bufs)))) => {
+                    lanes.classes = classes;
+                    buffers[lane] = bufs;
+                    continue;
+                }
+                Ok((_, Err(e))) => e,
+                Err(_) => EngineError::Panicked("a lane died while starting".into()),
+            };
+            lanes.shutdown();
+            return Err(failure);
         }
+        lanes.buffers = buffers;
         Ok(lanes)
+    }
+
+    /// The batch buffers each lane allocated, indexed by lane (taken once; later calls get none).
+    pub fn take_buffers(&mut self) -> Vec<Vec<BatchBuffer>> {
+        std::mem::take(&mut self.buffers)
     }
 
     /// Number of lanes.
@@ -120,8 +143,8 @@ fn lane_main(
     lane: usize,
     factory: BackendFactory,
     jobs: Receiver<Job>,
-    ready: Sender<Result<usize, EngineError>>,
-    batch_capacity: usize,
+    ready: Sender<(usize, Ready)>,
+    (batch_capacity, buffers): (usize, usize),
     warmup: Vec<usize>,
 ) {
     let built = factory(lane).and_then(|mut backend| {
@@ -130,11 +153,14 @@ fn lane_main(
     });
     let mut backend = match built {
         Ok(b) => {
-            let _ = ready.send(Ok(b.classes()));
+            let bufs = (0..buffers)
+                .map(|_| b.alloc_batch(batch_capacity))
+                .collect();
+            let _ = ready.send((lane, Ok((b.classes(), bufs))));
             b
         }
         Err(e) => {
-            let _ = ready.send(Err(e));
+            let _ = ready.send((lane, Err(e)));
             return;
         }
     };

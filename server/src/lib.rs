@@ -1,1 +1,184 @@
-//! x
+//! inference-gateway: an HTTP server that classifies images with ResNet50 at high throughput.
+//!
+//! Data flow of `POST /predict`: hyper (tokio, `WORKERS` threads) → [`http`] checks readiness,
+//! the API key, the content type and `top_k`, then takes an admission [`Permit`](admission) (no
+//! room → 429 at once) → the body is read up to `MAX_BODY_BYTES` → the image is decoded, oriented,
+//! resized and cropped on the bounded decode [`pool`] ([`imaging`]) → the u8 224×224×3 image
+//! joins the batcher's [`queue`] → the [`batcher`] thread copies it straight into a lane's batch
+//! buffer when the batch starts → an engine lane runs it → the logits come back over a oneshot →
+//! softmax/top-k ([`predict`]) → JSON. The request's deadline (`REQUEST_TIMEOUT`) bounds all of
+//! it; a client that leaves closes its oneshot and is dropped before it costs compute.
+//!
+//! [`run`] is the whole server: it serves probes at once, loads the model in the background
+//! (`/ready` turns 200 when warmed up) and on shutdown goes not-ready, stops accepting, drains,
+//! flushes the batcher and joins the engine, all within `GRACEFUL_SHUTDOWN_TIMEOUT`.
+
+pub mod config;
+pub mod error;
+pub mod imaging;
+pub mod telemetry;
+
+mod admission;
+mod batcher;
+mod http;
+mod metrics;
+mod multipart;
+mod pool;
+mod predict;
+mod queue;
+mod serve;
+
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use hyper::header::HeaderMap;
+use parking_lot::RwLock;
+
+pub use config::Config;
+pub use error::ApiError;
+pub use serve::{run, ServeError};
+
+use admission::Admission;
+use metrics::Metrics;
+use pool::BlockingPool;
+use queue::Pending;
+
+/// The loaded model's side of the server: where requests go and how answers are labelled.
+pub(crate) struct Pipeline {
+    requests: crossbeam_channel::Sender<Pending>,
+    classes: usize,
+    labels: &'static [&'static str],
+}
+
+/// State shared by every connection.
+pub(crate) struct App {
+    config: Config,
+    metrics: Metrics,
+    admission: Arc<Admission>,
+    decode: BlockingPool,
+    pipeline: RwLock<Option<Arc<Pipeline>>>,
+    draining: AtomicBool,
+    ids: (RandomState, AtomicU64),
+}
+
+impl App {
+    fn new(config: Config) -> std::io::Result<Self> {
+        let metrics = Metrics::new();
+        let queue = config.batching.max_queue_size;
+        Ok(Self {
+            admission: Admission::new(queue, metrics.queue_depth.clone()),
+            decode: BlockingPool::new("decode", config.model.decode_threads, queue)?,
+            metrics,
+            config,
+            pipeline: RwLock::new(None),
+            draining: AtomicBool::new(false),
+            ids: (RandomState::new(), AtomicU64::new(0)),
+        })
+    }
+
+    /// The pipeline, when loaded and not draining.
+    fn pipeline(&self) -> Result<Arc<Pipeline>, ApiError> {
+        if self.draining.load(Ordering::Acquire) {
+            return Err(ApiError::NotReady("draining"));
+        }
+        self.pipeline
+            .read()
+            .clone()
+            .ok_or(ApiError::NotReady("the model is loading"))
+    }
+
+    /// The client's `x-request-id` when it is sane (1–128 of `[A-Za-z0-9._:-]`), else a new one.
+    fn request_id(&self, headers: &HeaderMap) -> String {
+        let given = headers.get("x-request-id").and_then(|v| v.to_str().ok());
+        let sane = |s: &&str| {
+            (1..=128).contains(&s.len())
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+        };
+        match given.filter(sane) {
+            Some(id) => id.to_string(),
+            None => {
+                let n = self.ids.1.fetch_add(1, Ordering::Relaxed);
+                format!(
+                    "{:016x}{:016x}",
+                    self.ids.0.hash_one(n),
+                    self.ids.0.hash_one(!n)
+                )
+            }
+        }
+    }
+
+    /// Checks the API key when keys are configured (constant-time per key).
+    fn authorize(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        let keys = &self.config.http.api_keys;
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let presented = header("authorization")
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .or_else(|| header("x-api-key"))
+            .ok_or(ApiError::Unauthorized)?;
+        let matched = keys.iter().fold(false, |acc, k| {
+            acc | constant_time_eq(k.as_bytes(), presented.trim().as_bytes())
+        });
+        matched.then_some(()).ok_or(ApiError::Unauthorized)
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(vars: &[(&str, &str)]) -> App {
+        let map: std::collections::HashMap<_, _> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        App::new(Config::from_lookup(|k| map.get(k).cloned()).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn request_ids_are_echoed_when_sane_and_made_otherwise() {
+        let app = app(&[]);
+        let mut h = HeaderMap::new();
+        h.insert("x-request-id", "abc-123.X:y_z".parse().unwrap());
+        assert_eq!(app.request_id(&h), "abc-123.X:y_z");
+        h.insert("x-request-id", "bad id\twith<script>".parse().unwrap());
+        let made = app.request_id(&h);
+        assert_eq!(made.len(), 32);
+        assert_ne!(made, app.request_id(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn api_keys_accept_bearer_or_header_and_refuse_others() {
+        let app = app(&[("API_KEYS", "k1,secret2")]);
+        let with = |name: &str, value: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(
+                hyper::header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                value.parse().unwrap(),
+            );
+            app.authorize(&h)
+        };
+        assert!(with("authorization", "Bearer secret2").is_ok());
+        assert!(with("x-api-key", "k1").is_ok());
+        assert!(with("authorization", "Bearer k2").is_err());
+        assert!(with("x-api-key", "k").is_err());
+        assert!(app.authorize(&HeaderMap::new()).is_err());
+        assert!(self::app(&[]).authorize(&HeaderMap::new()).is_ok());
+    }
+}

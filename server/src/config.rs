@@ -1,0 +1,376 @@
+//! Configuration: read once from the environment (and `.env`), validated, split into typed parts.
+//! A bad value stops the server at start with a message that names the variable.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything the server needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Identity and process settings.
+    pub app: AppConfig,
+    /// The HTTP front end.
+    pub http: HttpConfig,
+    /// Model and engine.
+    pub model: ModelConfig,
+    /// The dynamic batcher.
+    pub batching: BatchConfig,
+    /// Logs, metrics, traces.
+    pub telemetry: TelemetryConfig,
+}
+
+/// Identity and process settings.
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    /// `APP_NAME`: service name in logs and metrics.
+    pub name: String,
+    /// `APP_VERSION`.
+    pub version: String,
+    /// `DEBUG`: error bodies may carry internal detail.
+    pub debug: bool,
+    /// `WORKERS`: request-handling (tokio worker) threads.
+    pub workers: usize,
+}
+
+/// The HTTP front end.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// `HOST`.
+    pub host: IpAddr,
+    /// `PORT`.
+    pub port: u16,
+    /// `MAX_BODY_BYTES`: larger bodies get 413.
+    pub max_body_bytes: usize,
+    /// `MAX_IMAGE_PIXELS`: images whose header claims more get 413 before decoding.
+    pub max_image_pixels: u64,
+    /// `REQUEST_TIMEOUT`: per-request deadline.
+    pub request_timeout: Duration,
+    /// `GRACEFUL_SHUTDOWN_TIMEOUT`: time to drain after SIGTERM.
+    pub graceful_shutdown_timeout: Duration,
+    /// `API_KEYS`: accepted keys for `/predict`; empty means no authentication.
+    pub api_keys: Vec<String>,
+}
+
+/// Where the engine runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Device {
+    /// ONNX Runtime on the CPU.
+    Cpu,
+    /// CUDA device N (needs a build with the GPU engine).
+    Cuda(u32),
+}
+
+/// Model and engine.
+#[derive(Debug, Clone)]
+pub struct ModelConfig {
+    /// `MODEL_NAME`: the name clients address.
+    pub name: String,
+    /// `MODEL_PATH`: a user's ONNX ResNet50; `None` → the built-in model.
+    pub path: Option<PathBuf>,
+    /// `MODEL_CACHE_DIR`: where the built-in model is generated and kept.
+    pub cache_dir: PathBuf,
+    /// `MODEL_SEED`: seed of the built-in model.
+    pub seed: u64,
+    /// `MODEL_DEVICE`.
+    pub device: Device,
+    /// `MODEL_WARMUP`: run each warm-up batch size once before ready.
+    pub warmup: bool,
+    /// `ORT_DYLIB_PATH`: the ONNX Runtime shared library.
+    pub ort_dylib: PathBuf,
+    /// `ENGINE_THREADS`: ONNX Runtime intra-op threads.
+    pub engine_threads: usize,
+    /// `DECODE_THREADS`: image decoding threads.
+    pub decode_threads: usize,
+    /// `RELOAD`: watch the model file (not implemented yet; warned about at start).
+    pub reload: bool,
+}
+
+/// The dynamic batcher.
+#[derive(Debug, Clone)]
+pub struct BatchConfig {
+    /// `MAX_BATCH_SIZE`.
+    pub max_batch_size: usize,
+    /// `MAX_BATCH_DELAY_MS`: how long a batch may grow while every lane is busy.
+    pub max_batch_delay: Duration,
+    /// `MAX_QUEUE_SIZE`: images admitted and not yet in a batch; beyond it → 429.
+    pub max_queue_size: usize,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// For people.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logs, metrics, traces.
+#[derive(Debug, Clone)]
+pub struct TelemetryConfig {
+    /// `LOG_LEVEL`.
+    pub log_level: tracing::Level,
+    /// `LOG_FORMAT`.
+    pub log_format: LogFormat,
+    /// `ENABLE_METRICS`: serve `/metrics`.
+    pub enable_metrics: bool,
+    /// `ENABLE_TRACING`.
+    pub enable_tracing: bool,
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    pub otlp_endpoint: Option<String>,
+}
+
+/// A variable with a value we cannot use.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {var}={value:?}: {reason}")]
+pub struct ConfigError {
+    /// The variable.
+    pub var: &'static str,
+    /// Its value.
+    pub value: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+struct Env<F>(F);
+
+impl<F: Fn(&str) -> Option<String>> Env<F> {
+    fn get(&self, var: &str) -> Option<String> {
+        (self.0)(var)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn parse<T>(
+        &self,
+        var: &'static str,
+        default: T,
+        f: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<T, ConfigError> {
+        match self.get(var) {
+            None => Ok(default),
+            Some(value) => f(&value).map_err(|reason| ConfigError { var, value, reason }),
+        }
+    }
+
+    fn number<T: std::str::FromStr>(
+        &self,
+        var: &'static str,
+        default: T,
+        min: T,
+    ) -> Result<T, ConfigError>
+    where
+        T: PartialOrd + std::fmt::Display + Copy,
+    {
+        self.parse(var, default, |s| match s.parse::<T>() {
+            Ok(v) if v >= min => Ok(v),
+            Ok(_) => Err(format!("must be at least {min}")),
+            Err(_) => Err("not a number".into()),
+        })
+    }
+
+    fn seconds(&self, var: &'static str, default: f64) -> Result<Duration, ConfigError> {
+        self.parse(var, Duration::from_secs_f64(default), |s| {
+            match s.parse::<f64>() {
+                Ok(v) if v > 0.0 && v < 1e6 => Ok(Duration::from_secs_f64(v)),
+                _ => Err("expected a positive number of seconds".into()),
+            }
+        })
+    }
+
+    fn flag(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
+        self.parse(var, default, |s| match s.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            _ => Err("expected true or false".into()),
+        })
+    }
+}
+
+impl Config {
+    /// Reads `.env` (if present; real environment variables win) and then the environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let _ = dotenvy::dotenv();
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Builds the config from any variable lookup (tests pass a map).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(lookup);
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Ok(Self {
+            app: AppConfig {
+                name: env
+                    .get("APP_NAME")
+                    .unwrap_or_else(|| "inference-gateway".into()),
+                version: env
+                    .get("APP_VERSION")
+                    .unwrap_or_else(|| env!("CARGO_PKG_VERSION").into()),
+                debug: env.flag("DEBUG", false)?,
+                workers: env.number("WORKERS", cores.min(4), 1)?,
+            },
+            http: HttpConfig {
+                host: env.parse("HOST", IpAddr::from([0, 0, 0, 0]), |s| {
+                    s.parse()
+                        .map_err(|_| "expected an IP address such as 0.0.0.0".into())
+                })?,
+                port: env.number("PORT", 8000, 0)?,
+                max_body_bytes: env.number("MAX_BODY_BYTES", 10 << 20, 1024)?,
+                max_image_pixels: env.number("MAX_IMAGE_PIXELS", 40_000_000, 1)?,
+                request_timeout: env.seconds("REQUEST_TIMEOUT", 30.0)?,
+                graceful_shutdown_timeout: env.seconds("GRACEFUL_SHUTDOWN_TIMEOUT", 30.0)?,
+                api_keys: env.get("API_KEYS").map_or_else(Vec::new, |s| {
+                    s.split(',')
+                        .map(str::trim)
+                        .filter(|k| !k.is_empty())
+                        .map(String::from)
+                        .collect()
+                }),
+            },
+            model: model_config(&env, cores)?,
+            batching: BatchConfig {
+                max_batch_size: env.number("MAX_BATCH_SIZE", 8, 1)?,
+                max_batch_delay: Duration::from_secs_f64(
+                    env.number("MAX_BATCH_DELAY_MS", 5.0, 0.0)? / 1000.0,
+                ),
+                max_queue_size: env.number("MAX_QUEUE_SIZE", 64, 1)?,
+            },
+            telemetry: TelemetryConfig {
+                log_level: env.parse("LOG_LEVEL", tracing::Level::INFO, |s| {
+                    match s.to_ascii_uppercase().as_str() {
+                        "TRACE" => Ok(tracing::Level::TRACE),
+                        "DEBUG" => Ok(tracing::Level::DEBUG),
+                        "INFO" => Ok(tracing::Level::INFO),
+                        "WARN" | "WARNING" => Ok(tracing::Level::WARN),
+                        "ERROR" | "CRITICAL" => Ok(tracing::Level::ERROR),
+                        _ => Err("expected DEBUG, INFO, WARN or ERROR".into()),
+                    }
+                })?,
+                log_format: env.parse("LOG_FORMAT", LogFormat::Text, |s| {
+                    match s.to_ascii_lowercase().as_str() {
+                        "text" => Ok(LogFormat::Text),
+                        "json" => Ok(LogFormat::Json),
+                        _ => Err("expected text or json".into()),
+                    }
+                })?,
+                enable_metrics: env.flag("ENABLE_METRICS", true)?,
+                enable_tracing: env.flag("ENABLE_TRACING", false)?,
+                otlp_endpoint: env.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
+            },
+        })
+    }
+}
+
+fn model_config<F: Fn(&str) -> Option<String>>(
+    env: &Env<F>,
+    cores: usize,
+) -> Result<ModelConfig, ConfigError> {
+    let device = env.parse("MODEL_DEVICE", Device::Cpu, |s| {
+        let device = match s.to_ascii_lowercase().as_str() {
+            "cpu" => Device::Cpu,
+            "cuda" | "gpu" => Device::Cuda(0),
+            other => match other.strip_prefix("cuda:").map(str::parse) {
+                Some(Ok(n)) => Device::Cuda(n),
+                _ => return Err("expected cpu, cuda or cuda:N".into()),
+            },
+        };
+        match device {
+            Device::Cpu => Ok(device),
+            Device::Cuda(_) => Err("this build has no GPU engine yet; use MODEL_DEVICE=cpu".into()),
+        }
+    })?;
+    let name = env.parse("MODEL_NAME", "resnet50".to_string(), |s| {
+        let ok = s.len() <= 64
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        if ok {
+            Ok(s.to_string())
+        } else {
+            Err("use letters, digits, '-', '_' or '.', at most 64".into())
+        }
+    })?;
+    Ok(ModelConfig {
+        name,
+        path: env.get("MODEL_PATH").map(PathBuf::from),
+        cache_dir: env
+            .get("MODEL_CACHE_DIR")
+            .map_or_else(|| PathBuf::from(".cache/models"), PathBuf::from),
+        seed: env.number("MODEL_SEED", models::DEFAULT_SEED, 0)?,
+        device,
+        warmup: env.flag("MODEL_WARMUP", true)?,
+        ort_dylib: env.get("ORT_DYLIB_PATH").map_or_else(
+            || PathBuf::from(".cache/onnxruntime/libonnxruntime.so"),
+            PathBuf::from,
+        ),
+        engine_threads: env.number("ENGINE_THREADS", cores, 1)?,
+        decode_threads: env.number("DECODE_THREADS", cores, 1)?,
+        reload: env.flag("RELOAD", false)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_are_sane() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.http.port, 8000);
+        assert_eq!(c.model.name, "resnet50");
+        assert_eq!(c.model.device, Device::Cpu);
+        assert!(c.model.path.is_none());
+        assert!(c.http.api_keys.is_empty());
+        assert_eq!(c.batching.max_batch_delay, Duration::from_millis(5));
+    }
+
+    #[test]
+    fn guide_values_parse() {
+        let c = config(&[
+            ("LOG_LEVEL", "DEBUG"),
+            ("LOG_FORMAT", "json"),
+            ("WORKERS", "2"),
+            ("MAX_QUEUE_SIZE", "10"),
+            ("REQUEST_TIMEOUT", "30"),
+            ("GRACEFUL_SHUTDOWN_TIMEOUT", "2.5"),
+            ("API_KEYS", "a, b,,"),
+            ("MODEL_DEVICE", "CPU"),
+        ])
+        .unwrap();
+        assert_eq!(c.telemetry.log_level, tracing::Level::DEBUG);
+        assert_eq!(c.telemetry.log_format, LogFormat::Json);
+        assert_eq!((c.app.workers, c.batching.max_queue_size), (2, 10));
+        assert_eq!(
+            c.http.graceful_shutdown_timeout,
+            Duration::from_millis(2500)
+        );
+        assert_eq!(c.http.api_keys, vec!["a", "b"]);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (var, value) in [
+            ("PORT", "http"),
+            ("MAX_BATCH_SIZE", "0"),
+            ("REQUEST_TIMEOUT", "-1"),
+            ("LOG_FORMAT", "xml"),
+            ("ENABLE_METRICS", "maybe"),
+            ("MODEL_DEVICE", "tpu"),
+            ("MODEL_DEVICE", "cuda:0"),
+            ("HOST", "example.com"),
+        ] {
+            let err = config(&[(var, value)]).unwrap_err();
+            assert_eq!(err.var, var);
+            assert!(err.to_string().contains(var), "{err}");
+        }
+    }
+}

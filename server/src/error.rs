@@ -1,0 +1,173 @@
+//! Every way a request can fail, and the one place that maps each to an HTTP status and a
+//! JSON body `{"error": {"code", "message"}}`.
+
+use std::time::Duration;
+
+use hyper::StatusCode;
+
+use crate::imaging::DecodeError;
+
+/// A request-level failure.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApiError {
+    /// Malformed request (bad multipart, bad parameter, undecodable image).
+    #[error("{message}")]
+    BadRequest {
+        /// Machine-readable code.
+        code: &'static str,
+        /// For a person.
+        message: String,
+    },
+    /// Missing or wrong API key.
+    #[error("a valid API key is required (Authorization: Bearer <key> or x-api-key)")]
+    Unauthorized,
+    /// Body over `MAX_BODY_BYTES`.
+    #[error("the request body is larger than the limit of {limit} bytes")]
+    BodyTooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// Image whose header claims too many pixels.
+    #[error("{0}")]
+    ImageTooLarge(String),
+    /// Wrong content type or image format.
+    #[error("{message}")]
+    Unsupported {
+        /// Machine-readable code.
+        code: &'static str,
+        /// For a person.
+        message: String,
+    },
+    /// Admission refused: the queue is full.
+    #[error("the server is at capacity ({0} images waiting); retry shortly")]
+    QueueFull(usize),
+    /// Model not loaded yet, or draining.
+    #[error("the server is not ready ({0})")]
+    NotReady(&'static str),
+    /// `REQUEST_TIMEOUT` passed.
+    #[error("the request was not served within its deadline of {0:?}")]
+    Deadline(Duration),
+    /// No such route.
+    #[error("no route for this path")]
+    NotFound,
+    /// Route exists, method does not.
+    #[error("method not allowed for this path")]
+    MethodNotAllowed,
+    /// The engine failed on this request's batch.
+    #[error("inference failed: {0}")]
+    Engine(engine::EngineError),
+}
+
+impl ApiError {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::BodyTooLarge { .. } | Self::ImageTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unsupported { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::QueueFull(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Deadline(_) => StatusCode::GATEWAY_TIMEOUT,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Engine(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The snake_case code in the body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadRequest { code, .. } | Self::Unsupported { code, .. } => code,
+            Self::Unauthorized => "unauthorized",
+            Self::BodyTooLarge { .. } => "body_too_large",
+            Self::ImageTooLarge(_) => "image_too_large",
+            Self::QueueFull(_) => "queue_full",
+            Self::NotReady(_) => "not_ready",
+            Self::Deadline(_) => "deadline_exceeded",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::Engine(_) => "inference_failed",
+        }
+    }
+
+    /// The `reason` label of `inference_requests_rejected_total`.
+    pub fn reject_reason(&self) -> &'static str {
+        match self {
+            Self::BadRequest { .. } | Self::Unsupported { .. } | Self::ImageTooLarge(_) => {
+                "bad_input"
+            }
+            Self::BodyTooLarge { .. } => "too_large",
+            Self::Unauthorized => "unauthorized",
+            Self::QueueFull(_) => "queue_full",
+            Self::NotReady(_) => "not_ready",
+            Self::Deadline(_) => "deadline",
+            Self::NotFound | Self::MethodNotAllowed => "not_found",
+            Self::Engine(_) => "engine_error",
+        }
+    }
+
+    /// A 400 with `code`.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::BadRequest {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> String {
+        serde_json::json!({"error": {"code": self.code(), "message": self.to_string()}}).to_string()
+    }
+}
+
+impl From<DecodeError> for ApiError {
+    fn from(e: DecodeError) -> Self {
+        match e {
+            DecodeError::Empty => Self::bad_request("empty_image", e.to_string()),
+            DecodeError::NotAnImage | DecodeError::Corrupt(_) => {
+                Self::bad_request("invalid_image", e.to_string())
+            }
+            DecodeError::TooLarge { .. } => Self::ImageTooLarge(e.to_string()),
+            DecodeError::Unsupported(_) => Self::Unsupported {
+                code: "unsupported_image",
+                message: e.to_string(),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_follow_the_contract() {
+        let cases = [
+            (ApiError::bad_request("x", "m"), 400),
+            (ApiError::Unauthorized, 401),
+            (ApiError::BodyTooLarge { limit: 1 }, 413),
+            (
+                DecodeError::TooLarge {
+                    width: 1,
+                    height: 1,
+                    limit: 0,
+                }
+                .into(),
+                413,
+            ),
+            (DecodeError::Unsupported("12-bit".into()).into(), 415),
+            (DecodeError::NotAnImage.into(), 400),
+            (ApiError::QueueFull(4), 429),
+            (ApiError::NotReady("draining"), 503),
+            (ApiError::Deadline(Duration::from_secs(1)), 504),
+            (ApiError::Engine(engine::EngineError::ShutDown), 500),
+        ];
+        for (err, status) in cases {
+            assert_eq!(err.status().as_u16(), status, "{err:?}");
+            let body: serde_json::Value = serde_json::from_str(&err.body()).unwrap();
+            assert_eq!(body["error"]["code"], err.code());
+            assert!(!body["error"]["message"].as_str().unwrap().is_empty());
+        }
+    }
+}

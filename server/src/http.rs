@@ -1,0 +1,324 @@
+//! Routing and handlers. Every response passes through [`handle`], which adds `x-request-id`,
+//! records the HTTP metrics and writes the access-log line.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use tokio::sync::oneshot;
+
+use crate::error::ApiError;
+use crate::predict::{top_k, PredictResponse};
+use crate::queue::{InferOutput, Pending};
+use crate::{imaging, multipart, App};
+
+/// The response type of every handler.
+pub type HttpResponse = Response<Full<Bytes>>;
+
+const ROUTES: [&str; 4] = ["/predict", "/health", "/ready", "/metrics"];
+
+/// Serves one request.
+pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> HttpResponse {
+    let start = Instant::now();
+    let method = method_label(req.method());
+    let route = ROUTES
+        .iter()
+        .copied()
+        .find(|r| *r == req.uri().path())
+        .unwrap_or("unknown");
+    let request_id = app.request_id(req.headers());
+    let result = match (route, req.method()) {
+        ("/health", &Method::GET) => Ok(json(StatusCode::OK, r#"{"status":"ok"}"#.into())),
+        ("/ready", &Method::GET) => app
+            .pipeline()
+            .map(|_| json(StatusCode::OK, r#"{"status":"ready"}"#.into())),
+        ("/metrics", &Method::GET) if app.config.telemetry.enable_metrics => Ok(metrics(&app)),
+        ("/predict", &Method::POST) => predict(&app, req).await,
+        ("unknown", _) | ("/metrics", &Method::GET) => Err(ApiError::NotFound),
+        _ => Err(ApiError::MethodNotAllowed),
+    };
+    let mut response = result.unwrap_or_else(|e| {
+        app.metrics
+            .rejected
+            .with_label_values(&[e.reject_reason()])
+            .inc();
+        error_response(&e, &app)
+    });
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    let status = response.status();
+    let elapsed = start.elapsed();
+    app.metrics
+        .http_requests
+        .with_label_values(&[method, route, status.as_str()])
+        .inc();
+    app.metrics
+        .http_duration
+        .with_label_values(&[method, route])
+        .observe(elapsed.as_secs_f64());
+    tracing::info!(
+        request_id = %request_id,
+        method,
+        route,
+        status = status.as_u16(),
+        latency_ms = elapsed.as_secs_f64() * 1e3,
+        "request"
+    );
+    response
+}
+
+fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        _ => "OTHER",
+    }
+}
+
+fn json(status: StatusCode, body: String) -> HttpResponse {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+fn error_response(e: &ApiError, app: &App) -> HttpResponse {
+    let mut r = json(e.status(), e.body());
+    match e {
+        ApiError::QueueFull(_) => {
+            r.headers_mut()
+                .insert("retry-after", HeaderValue::from_static("1"));
+        }
+        ApiError::Unauthorized => {
+            r.headers_mut()
+                .insert("www-authenticate", HeaderValue::from_static("Bearer"));
+        }
+        ApiError::Engine(err) => tracing::error!(error = %err, "batch failed"),
+        _ => {}
+    }
+    if app.config.app.debug {
+        tracing::debug!(code = e.code(), error = %e, "request refused");
+    }
+    r
+}
+
+fn metrics(app: &App) -> HttpResponse {
+    let mut r = Response::new(Full::new(Bytes::from(app.metrics.render())));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    r
+}
+
+/// How the image arrives.
+enum BodyKind {
+    Raw,
+    Multipart(String),
+}
+
+fn body_kind(headers: &HeaderMap) -> Result<BodyKind, ApiError> {
+    let ct = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if essence == "multipart/form-data" {
+        let boundary = multipart::boundary(ct).ok_or_else(|| {
+            ApiError::bad_request("invalid_multipart", "multipart/form-data needs a boundary")
+        })?;
+        Ok(BodyKind::Multipart(boundary))
+    } else if essence.starts_with("image/") || essence == "application/octet-stream" {
+        Ok(BodyKind::Raw)
+    } else {
+        Err(ApiError::Unsupported {
+            code: "unsupported_media_type",
+            message: format!(
+                "content type '{ct}' is not accepted: send multipart/form-data with the image in field 'file', \
+                 or the raw image with an image/* content type"
+            ),
+        })
+    }
+}
+
+fn parse_top_k(query: Option<&str>, classes: usize) -> Result<usize, ApiError> {
+    let raw = query
+        .unwrap_or("")
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("top_k="));
+    match raw {
+        None => Ok(5.min(classes)),
+        Some(v) => match v.parse::<usize>() {
+            Ok(k) if (1..=classes).contains(&k) => Ok(k),
+            _ => Err(ApiError::bad_request(
+                "invalid_parameter",
+                format!("top_k must be an integer from 1 to {classes}"),
+            )),
+        },
+    }
+}
+
+async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(ApiError::BodyTooLarge { limit })
+        }
+        Err(e) => Err(ApiError::bad_request(
+            "body_read_failed",
+            format!("the request body could not be read: {e}"),
+        )),
+    }
+}
+
+async fn predict(app: &App, req: Request<Incoming>) -> Result<HttpResponse, ApiError> {
+    let received = Instant::now();
+    let timeout = app.config.http.request_timeout;
+    let deadline = received + timeout;
+    let pipeline = app.pipeline()?;
+    app.authorize(req.headers())?;
+    let kind = body_kind(req.headers())?;
+    let k = parse_top_k(req.uri().query(), pipeline.classes)?;
+    let limit = app.config.http.max_body_bytes;
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::BodyTooLarge { limit });
+    }
+    let permit = app
+        .admission
+        .try_admit()
+        .ok_or(ApiError::QueueFull(app.admission.limit()))?;
+
+    let work = async {
+        let body = read_body(req.into_body(), limit).await?;
+        let image = match kind {
+            BodyKind::Raw => body,
+            BodyKind::Multipart(boundary) => {
+                body.slice_ref(multipart::image_part(&body, &boundary)?)
+            }
+        };
+        let max_pixels = app.config.http.max_image_pixels;
+        let pre = app
+            .decode
+            .run(move || imaging::preprocess(&image, max_pixels))
+            .await
+            .map_err(|_| ApiError::QueueFull(app.admission.limit()))??;
+        let (tx, rx) = oneshot::channel();
+        let pending = Pending {
+            image: pre.pixels,
+            enqueued: Instant::now(),
+            deadline,
+            reply: tx,
+            permit,
+        };
+        pipeline
+            .requests
+            .try_send(pending)
+            .map_err(|_| ApiError::NotReady("draining"))?;
+        let out = rx
+            .await
+            .map_err(|_| ApiError::Engine(engine::EngineError::ShutDown))?;
+        Ok::<_, ApiError>((out.map_err(ApiError::Engine)?, pre.decode, pre.preprocess))
+    };
+    let (out, decode, preprocess) = tokio::time::timeout_at(deadline.into(), work)
+        .await
+        .map_err(|_| ApiError::Deadline(timeout))??;
+
+    let stages = [("decode", decode), ("preprocess", preprocess)];
+    let server_timing = app.observe_stages(&stages, &out);
+    let body = PredictResponse {
+        model: &app.config.model.name,
+        predictions: top_k(&out.logits, k, pipeline.labels),
+    };
+    let mut r = json(
+        StatusCode::OK,
+        serde_json::to_string(&body).expect("serialisable"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&server_timing) {
+        r.headers_mut().insert("server-timing", v);
+    }
+    Ok(r)
+}
+
+impl App {
+    /// Feeds the stage histograms and returns the matching `Server-Timing` header value.
+    fn observe_stages(
+        &self,
+        host: &[(&'static str, std::time::Duration)],
+        out: &InferOutput,
+    ) -> String {
+        let engine = out.stages.iter().map(|s| (s.stage, s.duration));
+        let all = host
+            .iter()
+            .copied()
+            .chain([("queue", out.queue_wait)])
+            .chain(engine);
+        let mut header = Vec::new();
+        for (stage, d) in all {
+            self.metrics
+                .stage_duration
+                .with_label_values(&[stage])
+                .observe(d.as_secs_f64());
+            header.push(format!("{stage};dur={:.3}", d.as_secs_f64() * 1e3));
+        }
+        header.push(format!("batch;desc=\"size {}\"", out.batch_size));
+        header.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types_route_to_the_right_reader() {
+        let mut h = HeaderMap::new();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("image/jpeg"));
+        assert!(matches!(body_kind(&h), Ok(BodyKind::Raw)));
+        h.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("multipart/form-data; boundary=abc"),
+        );
+        assert!(matches!(body_kind(&h), Ok(BodyKind::Multipart(b)) if b == "abc"));
+        h.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("multipart/form-data"),
+        );
+        assert_eq!(body_kind(&h).err().unwrap().status(), 400);
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        assert_eq!(body_kind(&h).err().unwrap().status(), 415);
+        assert_eq!(body_kind(&HeaderMap::new()).err().unwrap().status(), 415);
+    }
+
+    #[test]
+    fn top_k_is_validated() {
+        assert_eq!(parse_top_k(None, 1000).unwrap(), 5);
+        assert_eq!(parse_top_k(Some("a=1&top_k=10"), 1000).unwrap(), 10);
+        for bad in ["top_k=0", "top_k=1001", "top_k=x", "top_k=-1"] {
+            assert_eq!(
+                parse_top_k(Some(bad), 1000).unwrap_err().status(),
+                400,
+                "{bad}"
+            );
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! JPEG specifics: a marker scan that reads the frame header before any pixel is decoded
+//! (size, precision, arithmetic coding, EXIF), and the two decoders we route between.
+
+use image::RgbImage;
+use zune_core::{bytestream::ZCursor, colorspace::ColorSpace, options::DecoderOptions};
+
+use super::DecodeError;
+
+/// What the frame header and APP segments say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JpegInfo<'a> {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Bits per sample (8, or 12 for extended JPEG).
+    pub precision: u8,
+    /// Arithmetic-coded (SOF9–SOF11), which zune-jpeg does not decode.
+    pub arithmetic: bool,
+    /// Lossless or hierarchical, which no decoder here supports.
+    pub exotic: Option<&'static str>,
+    /// The EXIF payload (TIFF header onwards), when present.
+    pub exif: Option<&'a [u8]>,
+}
+
+/// Walks the markers up to the first scan.
+pub fn scan(b: &[u8]) -> Result<JpegInfo<'_>, DecodeError> {
+    let corrupt = |m: &str| DecodeError::Corrupt(format!("JPEG: {m}"));
+    if b.len() < 4 || b[0] != 0xFF || b[1] != 0xD8 {
+        return Err(corrupt("missing start-of-image marker"));
+    }
+    let (mut i, mut exif, mut frame) = (2usize, None, None);
+    while i + 4 <= b.len() {
+        if b[i] != 0xFF {
+            return Err(corrupt("garbage between segments"));
+        }
+        let marker = b[i + 1];
+        if marker == 0xFF {
+            i += 1; // fill byte
+            continue;
+        }
+        if marker == 0x01 || (0xD0..=0xD7).contains(&marker) {
+            i += 2;
+            continue;
+        }
+        let len = usize::from(u16::from_be_bytes([b[i + 2], b[i + 3]]));
+        if len < 2 || i + 2 + len > b.len() {
+            return Err(corrupt("segment runs past the end of the file"));
+        }
+        let seg = &b[i + 4..i + 2 + len];
+        match marker {
+            0xDA => break,
+            0xE1 if seg.starts_with(b"Exif\0\0") => exif = Some(&seg[6..]),
+            0xC0..=0xCF if ![0xC4, 0xC8, 0xCC].contains(&marker) => {
+                if seg.len() < 6 {
+                    return Err(corrupt("short frame header"));
+                }
+                frame = Some((marker, seg[0], be16(&seg[1..3]), be16(&seg[3..5])));
+            }
+            _ => {}
+        }
+        i += 2 + len;
+    }
+    let (marker, precision, height, width) =
+        frame.ok_or_else(|| corrupt("no frame header before the scan"))?;
+    let exotic = match marker {
+        0xC3 | 0xCB => Some("lossless JPEG"),
+        0xC5..=0xC7 | 0xCD..=0xCF => Some("hierarchical JPEG"),
+        _ => None,
+    };
+    Ok(JpegInfo {
+        width: width.into(),
+        height: height.into(),
+        precision,
+        arithmetic: (0xC9..=0xCF).contains(&marker),
+        exotic,
+        exif,
+    })
+}
+
+fn be16(b: &[u8]) -> u16 {
+    u16::from_be_bytes([b[0], b[1]])
+}
+
+/// Huffman-coded 8-bit JPEG through zune-jpeg in strict mode (truncated data is an error).
+pub fn decode_huffman(bytes: &[u8], info: &JpegInfo<'_>) -> Result<RgbImage, DecodeError> {
+    let options = DecoderOptions::default()
+        .set_strict_mode(true)
+        .set_max_width(info.width as usize)
+        .set_max_height(info.height as usize)
+        .jpeg_set_out_colorspace(ColorSpace::RGB);
+    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
+    let pixels = decoder
+        .decode()
+        .map_err(|e| DecodeError::Corrupt(format!("JPEG: {e}")))?;
+    let (w, h) = decoder
+        .dimensions()
+        .ok_or_else(|| DecodeError::Corrupt("JPEG: no dimensions after decoding".into()))?;
+    RgbImage::from_raw(w as u32, h as u32, pixels)
+        .ok_or_else(|| DecodeError::Corrupt("JPEG: decoder returned a short pixel buffer".into()))
+}
+
+/// Arithmetic-coded JPEG through libjpeg (mozjpeg, built with `arith_dec`). libjpeg reports
+/// errors by unwinding; they are caught here. It pads truncated scans with grey, so a file
+/// without its end-of-image marker is refused first.
+pub fn decode_arithmetic(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
+    if !has_end_marker(bytes) {
+        return Err(DecodeError::Corrupt(
+            "JPEG: truncated (no end-of-image marker)".into(),
+        ));
+    }
+    let run = || -> std::io::Result<RgbImage> {
+        let mut rgb = mozjpeg::Decompress::new_mem(bytes)?.rgb()?;
+        let (w, h) = (rgb.width() as u32, rgb.height() as u32);
+        let pixels: Vec<[u8; 3]> = rgb.read_scanlines()?;
+        rgb.finish()?;
+        let flat = pixels.into_iter().flatten().collect();
+        RgbImage::from_raw(w, h, flat).ok_or_else(|| std::io::Error::other("short pixel buffer"))
+    };
+    match std::panic::catch_unwind(run) {
+        Ok(Ok(img)) => Ok(img),
+        Ok(Err(e)) => Err(DecodeError::Corrupt(format!("JPEG: {e}"))),
+        Err(_) => Err(DecodeError::Corrupt(
+            "JPEG: libjpeg rejected the data".into(),
+        )),
+    }
+}
+
+fn has_end_marker(bytes: &[u8]) -> bool {
+    let trimmed = bytes
+        .iter()
+        .rposition(|&b| b != 0)
+        .map_or(&bytes[..0], |p| &bytes[..=p]);
+    trimmed.ends_with(&[0xFF, 0xD9])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segment(marker: u8, payload: &[u8]) -> Vec<u8> {
+        let mut s = vec![0xFF, marker];
+        s.extend_from_slice(&((payload.len() + 2) as u16).to_be_bytes());
+        s.extend_from_slice(payload);
+        s
+    }
+
+    fn jpeg(sof: u8, precision: u8, w: u16, h: u16) -> Vec<u8> {
+        let mut b = vec![0xFF, 0xD8];
+        b.extend(segment(0xE1, b"Exif\0\0MM\0*rest"));
+        let mut frame = vec![precision];
+        frame.extend_from_slice(&h.to_be_bytes());
+        frame.extend_from_slice(&w.to_be_bytes());
+        frame.extend_from_slice(&[3, 1, 0x11, 0, 2, 0x11, 0, 3, 0x11, 0]);
+        b.extend(segment(sof, &frame));
+        b.extend(segment(0xDA, &[1, 1, 0, 0, 63, 0]));
+        b
+    }
+
+    #[test]
+    fn scan_reads_size_precision_coding_and_exif() {
+        let info = scan(&jpeg(0xC0, 8, 640, 480)).unwrap();
+        assert_eq!((info.width, info.height, info.precision), (640, 480, 8));
+        assert!(!info.arithmetic && info.exotic.is_none());
+        assert_eq!(info.exif, Some(&b"MM\0*rest"[..]));
+        assert!(scan(&jpeg(0xC9, 8, 1, 1)).unwrap().arithmetic);
+        assert_eq!(scan(&jpeg(0xC1, 12, 1, 1)).unwrap().precision, 12);
+        assert_eq!(
+            scan(&jpeg(0xC3, 8, 1, 1)).unwrap().exotic,
+            Some("lossless JPEG")
+        );
+        // A pixel bomb is visible before anything is allocated.
+        let bomb = scan(&jpeg(0xC2, 8, 65_535, 65_535)).unwrap();
+        assert_eq!(
+            u64::from(bomb.width) * u64::from(bomb.height),
+            4_294_836_225
+        );
+    }
+
+    #[test]
+    fn scan_rejects_broken_structure() {
+        assert!(scan(b"").is_err());
+        assert!(scan(&[0xFF, 0xD8, 0xFF]).is_err());
+        let mut cut = jpeg(0xC0, 8, 10, 10);
+        cut.truncate(30);
+        assert!(scan(&cut).is_err());
+        assert!(!has_end_marker(&cut));
+        assert!(has_end_marker(&[0xFF, 0xD8, 0xFF, 0xD9, 0, 0]));
+    }
+}

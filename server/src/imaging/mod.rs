@@ -1,0 +1,209 @@
+//! Image bytes → the network's input: sniff the format, check the claimed size before
+//! allocating, decode, apply EXIF orientation, convert to RGB, then resize and centre-crop
+//! exactly as torchvision + Pillow do. Runs on the decode pool, never on the async executor.
+
+pub mod jpeg;
+pub mod resize;
+
+use std::io::Cursor;
+use std::time::{Duration, Instant};
+
+use image::{
+    metadata::Orientation, DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbImage,
+};
+
+/// Why an image was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Zero bytes.
+    #[error("the image is empty")]
+    Empty,
+    /// The bytes are no image format we know.
+    #[error("the data is not a recognised image (JPEG, PNG, WebP, GIF or BMP)")]
+    NotAnImage,
+    /// A real image in a format or variant this server does not decode.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The header claims more pixels than allowed.
+    #[error("the image claims {width}x{height} pixels, more than the limit of {limit}")]
+    TooLarge {
+        /// Claimed width.
+        width: u32,
+        /// Claimed height.
+        height: u32,
+        /// The pixel limit.
+        limit: u64,
+    },
+    /// The data is broken or truncated.
+    #[error("the image could not be decoded: {0}")]
+    Corrupt(String),
+}
+
+/// A preprocessed image and what it cost.
+#[derive(Debug)]
+pub struct Preprocessed {
+    /// u8 HWC 224×224×3.
+    pub pixels: Vec<u8>,
+    /// Time to decode (incl. orientation and RGB conversion).
+    pub decode: Duration,
+    /// Time to resize and crop.
+    pub preprocess: Duration,
+}
+
+/// Decodes `bytes` and resizes/crops to the network input.
+pub fn preprocess(bytes: &[u8], max_pixels: u64) -> Result<Preprocessed, DecodeError> {
+    let start = Instant::now();
+    let rgb = decode_rgb(bytes, max_pixels)?;
+    let decoded = Instant::now();
+    let (w, h) = (rgb.width() as usize, rgb.height() as usize);
+    let side = models::RESIZE_SHORTER_SIDE as usize;
+    let pixels = resize::resize_centre_crop(rgb.as_raw(), w, h, side, models::CROP_SIDE as usize);
+    Ok(Preprocessed {
+        pixels,
+        decode: decoded - start,
+        preprocess: decoded.elapsed(),
+    })
+}
+
+/// Decodes any supported format to upright RGB8.
+pub fn decode_rgb(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, DecodeError> {
+    if bytes.is_empty() {
+        return Err(DecodeError::Empty);
+    }
+    let format = image::guess_format(bytes).map_err(|_| match known_unsupported(bytes) {
+        Some(name) => DecodeError::Unsupported(format!("{name} images are not supported")),
+        None => DecodeError::NotAnImage,
+    })?;
+    match format {
+        ImageFormat::Jpeg => decode_jpeg(bytes, max_pixels),
+        ImageFormat::Png | ImageFormat::WebP | ImageFormat::Gif | ImageFormat::Bmp => {
+            decode_generic(bytes, format, max_pixels)
+        }
+        other => Err(DecodeError::Unsupported(format!(
+            "{other:?} images are not supported"
+        ))),
+    }
+}
+
+fn check_size(width: u32, height: u32, limit: u64) -> Result<(), DecodeError> {
+    if width == 0 || height == 0 {
+        return Err(DecodeError::Corrupt(format!(
+            "the header claims a {width}x{height} image"
+        )));
+    }
+    if u64::from(width) * u64::from(height) > limit {
+        return Err(DecodeError::TooLarge {
+            width,
+            height,
+            limit,
+        });
+    }
+    Ok(())
+}
+
+fn decode_jpeg(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, DecodeError> {
+    let info = jpeg::scan(bytes)?;
+    if let Some(kind) = info.exotic {
+        return Err(DecodeError::Unsupported(format!("{kind} is not supported")));
+    }
+    if info.precision != 8 {
+        return Err(DecodeError::Unsupported(format!(
+            "{}-bit JPEG is not supported (only 8-bit samples); re-encode it as 8-bit",
+            info.precision
+        )));
+    }
+    check_size(info.width, info.height, max_pixels)?;
+    let rgb = if info.arithmetic {
+        jpeg::decode_arithmetic(bytes)?
+    } else {
+        jpeg::decode_huffman(bytes, &info)?
+    };
+    let orientation = info.exif.and_then(Orientation::from_exif_chunk);
+    Ok(match orientation {
+        Some(o) if o != Orientation::NoTransforms => {
+            let mut img = DynamicImage::ImageRgb8(rgb);
+            img.apply_orientation(o);
+            img.into_rgb8()
+        }
+        _ => rgb,
+    })
+}
+
+fn decode_generic(
+    bytes: &[u8],
+    format: ImageFormat,
+    max_pixels: u64,
+) -> Result<RgbImage, DecodeError> {
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    let mut limits = image::Limits::default();
+    // Room for the decoded image at 16-bit RGBA plus the decoder's own buffers.
+    limits.max_alloc = Some(max_pixels.saturating_mul(8).saturating_add(64 << 20));
+    reader.limits(limits);
+    let mut decoder = reader.into_decoder().map_err(from_image_error)?;
+    let (w, h) = decoder.dimensions();
+    check_size(w, h, max_pixels)?;
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let mut img = DynamicImage::from_decoder(decoder).map_err(from_image_error)?;
+    img.apply_orientation(orientation);
+    Ok(img.into_rgb8())
+}
+
+fn from_image_error(e: image::ImageError) -> DecodeError {
+    match e {
+        image::ImageError::Unsupported(u) => DecodeError::Unsupported(u.to_string()),
+        image::ImageError::Limits(l) => {
+            DecodeError::Corrupt(format!("over the decoder's limits: {l}"))
+        }
+        image::ImageError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            DecodeError::Corrupt("the file is truncated".into())
+        }
+        other => DecodeError::Corrupt(other.to_string()),
+    }
+}
+
+/// Names image formats we recognise but do not decode, so the client hears "unsupported".
+fn known_unsupported(b: &[u8]) -> Option<&'static str> {
+    let ftyp_brand = (b.len() >= 12 && &b[4..8] == b"ftyp").then(|| &b[8..12]);
+    match b {
+        [b'I', b'I', 42, 0, ..] | [b'M', b'M', 0, 42, ..] => Some("TIFF"),
+        [0xFF, 0x0A, ..] | [0, 0, 0, 0x0C, b'J', b'X', b'L', b' ', ..] => Some("JPEG XL"),
+        [b'8', b'B', b'P', b'S', ..] => Some("PSD"),
+        _ => match ftyp_brand {
+            Some(b"avif" | b"avis") => Some("AVIF"),
+            Some(b"heic" | b"heix" | b"mif1" | b"msf1" | b"hevc") => Some("HEIC/HEIF"),
+            _ => None,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sniffing_separates_unsupported_from_garbage() {
+        assert_eq!(decode_rgb(b"", 100), Err(DecodeError::Empty));
+        assert_eq!(
+            decode_rgb(b"hello world, not an image", 100),
+            Err(DecodeError::NotAnImage)
+        );
+        let tiff = b"II*\0\x08\0\0\0rest";
+        assert!(
+            matches!(decode_rgb(tiff, 100), Err(DecodeError::Unsupported(m)) if m.contains("TIFF"))
+        );
+        let avif = b"\0\0\0\x1cftypavif\0\0\0\0";
+        assert!(
+            matches!(decode_rgb(avif, 100), Err(DecodeError::Unsupported(m)) if m.contains("AVIF"))
+        );
+    }
+
+    #[test]
+    fn size_limit_applies_before_decoding() {
+        assert!(matches!(
+            check_size(10_000, 10_000, 1_000_000),
+            Err(DecodeError::TooLarge { .. })
+        ));
+        assert!(check_size(1000, 1000, 1_000_000).is_ok());
+        assert!(check_size(0, 10, 1_000_000).is_err());
+    }
+}

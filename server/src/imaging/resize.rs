@@ -1,0 +1,182 @@
+//! Resize (shorter side → 256) and centre crop (224), bit-exact with torchvision's
+//! `Resize(256)` + `CenterCrop(224)` on a PIL image: Pillow's antialiased bilinear filter with
+//! its fixed-point coefficients (22 fractional bits), horizontal pass first, rounded to u8 in
+//! between. Only the output pixels inside the crop are computed.
+
+/// Fractional bits of Pillow's 8-bit resampling coefficients.
+const PRECISION_BITS: u32 = 32 - 8 - 2;
+
+/// The size torchvision's `Resize(shorter)` gives a `w × h` image.
+pub fn resized_size(w: usize, h: usize, shorter: usize) -> (usize, usize) {
+    let (short, long) = if w <= h { (w, h) } else { (h, w) };
+    let new_long = ((shorter * long) as f64 / short as f64) as usize;
+    if w <= h {
+        (shorter, new_long)
+    } else {
+        (new_long, shorter)
+    }
+}
+
+/// Top-left offset of torchvision's `CenterCrop` (Python's `round`: halves to even).
+fn crop_offset(size: usize, crop: usize) -> usize {
+    ((size as f64 - crop as f64) / 2.0).round_ties_even() as usize
+}
+
+/// Fixed-point filter taps for a contiguous range of output pixels along one axis.
+struct Taps {
+    /// Per output pixel: first input index and number of taps.
+    bounds: Vec<(usize, usize)>,
+    /// `ksize` coefficients per output pixel.
+    coeffs: Vec<i32>,
+    ksize: usize,
+}
+
+impl Taps {
+    /// Pillow's `precompute_coeffs` for outputs `first..first + count` of an `in_size → out_size`
+    /// resize with the bilinear (triangle) filter.
+    fn new(in_size: usize, out_size: usize, first: usize, count: usize) -> Self {
+        let scale = in_size as f64 / out_size as f64;
+        let filterscale = scale.max(1.0);
+        let support = filterscale; // bilinear support is 1.0
+        let ksize = support.ceil() as usize * 2 + 1;
+        let mut bounds = Vec::with_capacity(count);
+        let mut coeffs = vec![0i32; count * ksize];
+        let mut k = vec![0f64; ksize];
+        for (o, xx) in (first..first + count).enumerate() {
+            let center = (xx as f64 + 0.5) * scale;
+            let xmin = ((center - support + 0.5) as i64).max(0) as usize;
+            let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize - xmin;
+            let mut total = 0.0;
+            for (x, w) in k.iter_mut().enumerate().take(xmax) {
+                let t = ((x + xmin) as f64 - center + 0.5) / filterscale;
+                *w = (1.0 - t.abs()).max(0.0);
+                total += *w;
+            }
+            for (x, &w) in k.iter().enumerate().take(xmax) {
+                let w = if total != 0.0 { w / total } else { w };
+                let fixed = w * f64::from(1u32 << PRECISION_BITS);
+                coeffs[o * ksize + x] = if w < 0.0 {
+                    (fixed - 0.5) as i32
+                } else {
+                    (fixed + 0.5) as i32
+                };
+            }
+            bounds.push((xmin, xmax));
+        }
+        Self {
+            bounds,
+            coeffs,
+            ksize,
+        }
+    }
+
+    /// Input range (first, end) the outputs read.
+    fn span(&self) -> (usize, usize) {
+        let first = self.bounds.iter().map(|b| b.0).min().unwrap_or(0);
+        let end = self.bounds.iter().map(|b| b.0 + b.1).max().unwrap_or(0);
+        (first, end)
+    }
+
+    /// Output `o` from `read(i)` (the i-th input sample of one channel), rounded like Pillow.
+    #[inline]
+    fn apply(&self, o: usize, read: impl Fn(usize) -> u8) -> u8 {
+        let (xmin, n) = self.bounds[o];
+        let k = &self.coeffs[o * self.ksize..o * self.ksize + n];
+        let mut acc: i32 = 1 << (PRECISION_BITS - 1);
+        for (j, &c) in k.iter().enumerate() {
+            acc += i32::from(read(xmin + j)) * c;
+        }
+        (acc >> PRECISION_BITS).clamp(0, 255) as u8
+    }
+}
+
+/// Resizes an RGB8 image (`w × h`, row-major) so its shorter side is `shorter`, and returns
+/// the centre `crop × crop` square as RGB8.
+pub fn resize_centre_crop(src: &[u8], w: usize, h: usize, shorter: usize, crop: usize) -> Vec<u8> {
+    let (nw, nh) = resized_size(w, h, shorter);
+    let (left, top) = (crop_offset(nw, crop), crop_offset(nh, crop));
+    let (need_h, need_v) = (nw != w, nh != h);
+    let vtaps = need_v.then(|| Taps::new(h, nh, top, crop));
+    // Rows of the source the vertical pass reads (or the cropped rows, with no vertical pass).
+    let (row0, row1) = vtaps.as_ref().map_or((top, top + crop), Taps::span);
+
+    // Horizontal pass (or plain column crop) into `crop` columns of rows row0..row1.
+    let mut tmp = vec![0u8; (row1 - row0) * crop * 3];
+    if need_h {
+        let htaps = Taps::new(w, nw, left, crop);
+        for (r, out_row) in tmp.chunks_exact_mut(crop * 3).enumerate() {
+            let in_row = &src[(row0 + r) * w * 3..(row0 + r + 1) * w * 3];
+            for (o, px) in out_row.chunks_exact_mut(3).enumerate() {
+                for (c, v) in px.iter_mut().enumerate() {
+                    *v = htaps.apply(o, |i| in_row[i * 3 + c]);
+                }
+            }
+        }
+    } else {
+        for (r, out_row) in tmp.chunks_exact_mut(crop * 3).enumerate() {
+            let start = ((row0 + r) * w + left) * 3;
+            out_row.copy_from_slice(&src[start..start + crop * 3]);
+        }
+    }
+
+    let Some(vtaps) = vtaps else { return tmp };
+    let mut out = vec![0u8; crop * crop * 3];
+    let stride = crop * 3;
+    for (o, out_row) in out.chunks_exact_mut(stride).enumerate() {
+        for (x, v) in out_row.iter_mut().enumerate() {
+            *v = vtaps.apply(o, |i| tmp[(i - row0) * stride + x]);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_follow_torchvision() {
+        assert_eq!(resized_size(227, 149, 256), (389, 256)); // int(256 * 227 / 149) = 389
+        assert_eq!(resized_size(149, 227, 256), (256, 389));
+        assert_eq!(resized_size(5, 5, 256), (256, 256));
+        assert_eq!(resized_size(640, 480, 256), (341, 256));
+        assert_eq!(crop_offset(389, 224), 82); // 82.5 rounds to even
+        assert_eq!(crop_offset(391, 224), 84); // 83.5 rounds to even
+        assert_eq!(crop_offset(256, 224), 16);
+    }
+
+    #[test]
+    fn flat_image_stays_flat_and_crop_is_centred() {
+        let src = vec![77u8; 300 * 200 * 3];
+        let out = resize_centre_crop(&src, 300, 200, 256, 224);
+        assert_eq!(out.len(), 224 * 224 * 3);
+        assert!(out.iter().all(|&v| v == 77));
+        // Exactly 256 on the short side and 224 wide: only a crop, no resampling.
+        let src: Vec<u8> = (0..224 * 256 * 3).map(|i| (i / 3 / 224) as u8).collect();
+        let out = resize_centre_crop(&src, 224, 256, 256, 224);
+        assert_eq!(out[0], 16);
+        assert_eq!(out[223 * 224 * 3], 239);
+    }
+
+    #[test]
+    fn downscale_matches_pillow_taps_on_a_step() {
+        // 2:1 bilinear downscale of a vertical step at x = 256: each output reads 4 inputs with
+        // weights (1, 3, 3, 1) / 8, exact in 22 fixed-point bits; x.5 results round down, as
+        // Pillow's `(acc + 2^21) >> 22` does for these.
+        let (w, h) = (512usize, 512usize);
+        let src: Vec<u8> = (0..w * h * 3)
+            .map(|i| if (i / 3) % w < 256 { 0 } else { 200 })
+            .collect();
+        let out = resize_centre_crop(&src, w, h, 256, 224);
+        // Crop x = 112 is output column 128: inputs 255..=258 → 200 · 7/8 = 175.
+        let row: Vec<u8> = (0..224).map(|x| out[x * 3]).collect();
+        assert_eq!(row[0], 0);
+        assert_eq!(row[223], 200);
+        assert_eq!(row[111], 25); // inputs 253..=256 → 200 · 1/8
+        assert_eq!(row[112], 175);
+        assert!(
+            out.chunks_exact(224 * 3).all(|r| r == &out[..224 * 3]),
+            "rows differ"
+        );
+    }
+}

@@ -1,0 +1,102 @@
+//! The decode pool: a fixed set of OS threads for CPU-heavy work (image decoding and resizing),
+//! fed through a bounded channel, so the async executor never blocks on it.
+
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{bounded, Sender, TrySendError};
+use tokio::sync::oneshot;
+
+type Task = Box<dyn FnOnce() + Send>;
+
+/// A bounded pool of blocking threads.
+pub struct BlockingPool {
+    tx: Option<Sender<Task>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// The pool's queue is full or the pool is shut down.
+#[derive(Debug, thiserror::Error)]
+#[error("the decode pool is saturated or stopped")]
+pub struct PoolBusy;
+
+impl BlockingPool {
+    /// `threads` workers named `{name}-N`, with room for `queue` waiting tasks.
+    pub fn new(name: &str, threads: usize, queue: usize) -> std::io::Result<Self> {
+        let (tx, rx) = bounded::<Task>(queue.max(1));
+        let threads = (0..threads.max(1))
+            .map(|i| {
+                let rx = rx.clone();
+                std::thread::Builder::new()
+                    .name(format!("{name}-{i}"))
+                    .spawn(move || {
+                        for task in rx {
+                            task();
+                        }
+                    })
+            })
+            .collect::<std::io::Result<_>>()?;
+        Ok(Self {
+            tx: Some(tx),
+            threads,
+        })
+    }
+
+    /// Runs `f` on a worker and resolves with its result. The task is skipped when the caller
+    /// stops waiting before a worker picks it up (the client went away).
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, PoolBusy> {
+        let (tx, rx) = oneshot::channel();
+        let task: Task = Box::new(move || {
+            if !tx.is_closed() {
+                let _ = tx.send(f());
+            }
+        });
+        let sender = self.tx.as_ref().ok_or(PoolBusy)?;
+        sender.try_send(task).map_err(|e| match e {
+            TrySendError::Full(_) | TrySendError::Disconnected(_) => PoolBusy,
+        })?;
+        rx.await.map_err(|_| PoolBusy)
+    }
+}
+
+impl Drop for BlockingPool {
+    fn drop(&mut self) {
+        self.tx.take();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn runs_tasks_and_refuses_when_full() {
+        let pool = BlockingPool::new("t", 1, 1).unwrap();
+        assert_eq!(pool.run(|| 2 + 2).await.unwrap(), 4);
+        // Occupy the worker, fill the one queue slot, then the next is refused.
+        let (block_tx, block_rx) = std::sync::mpsc::channel::<()>();
+        let busy = pool.run(move || block_rx.recv().ok());
+        let queued = pool.run(|| 1);
+        let (busy, queued) = tokio::join!(
+            async {
+                tokio::task::yield_now().await;
+                busy.await
+            },
+            async {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                assert!(
+                    pool.run(|| 3).await.is_err(),
+                    "third task should be refused"
+                );
+                block_tx.send(()).unwrap();
+                queued.await
+            }
+        );
+        assert!(busy.is_ok() && queued.is_ok());
+    }
+}

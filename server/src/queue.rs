@@ -1,0 +1,184 @@
+//! The batcher's queue: a plain FIFO of admitted, preprocessed images with the rules for taking
+//! a batch. Owned by the batcher thread alone; no locks.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use crate::admission::Permit;
+
+/// What a request receives from the engine.
+#[derive(Debug)]
+pub struct InferOutput {
+    /// The model's output row for this image.
+    pub logits: Vec<f32>,
+    /// Enqueue → batch start.
+    pub queue_wait: Duration,
+    /// Images in the batch this one ran in.
+    pub batch_size: usize,
+    /// Engine stage timings of that batch.
+    pub stages: Vec<engine::StageTiming>,
+}
+
+/// The reply to one request.
+pub type InferReply = Result<InferOutput, engine::EngineError>;
+
+/// One admitted image waiting for a batch.
+#[derive(Debug)]
+pub struct Pending {
+    /// u8 HWC 224×224×3.
+    pub image: Vec<u8>,
+    /// When it entered the queue.
+    pub enqueued: Instant,
+    /// Past this, nobody wants the answer.
+    pub deadline: Instant,
+    /// Where the answer goes; closed when the client has gone.
+    pub reply: oneshot::Sender<InferReply>,
+    /// Its place in the admission count, released when its batch starts (held for its `Drop`).
+    #[allow(dead_code)]
+    pub permit: Permit,
+}
+
+impl Pending {
+    fn is_dead(&self, now: Instant) -> bool {
+        self.reply.is_closed() || now >= self.deadline
+    }
+}
+
+/// The requests taken by [`Queue::next_batch`].
+#[derive(Debug, Default)]
+pub struct Taken {
+    /// To run, oldest first.
+    pub batch: Vec<Pending>,
+    /// Dropped because their client went away or their deadline passed.
+    pub dropped: usize,
+}
+
+/// FIFO of pending images.
+#[derive(Debug, Default)]
+pub struct Queue {
+    items: VecDeque<Pending>,
+}
+
+impl Queue {
+    /// Appends one image.
+    pub fn push(&mut self, item: Pending) {
+        self.items.push_back(item);
+    }
+
+    /// Images waiting (some may be dead and not yet dropped).
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// True when nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// When the oldest waiting image arrived.
+    pub fn oldest(&self) -> Option<Instant> {
+        self.items.front().map(|p| p.enqueued)
+    }
+
+    /// Takes up to `max` live images, oldest first, dropping dead ones on the way so they cost
+    /// no copy and no compute.
+    pub fn next_batch(&mut self, max: usize, now: Instant) -> Taken {
+        let mut taken = Taken::default();
+        while taken.batch.len() < max {
+            let Some(item) = self.items.pop_front() else {
+                break;
+            };
+            if item.is_dead(now) {
+                taken.dropped += 1;
+            } else {
+                taken.batch.push(item);
+            }
+        }
+        taken
+    }
+
+    /// Drops every dead image (used while no lane can take a batch).
+    pub fn drop_dead(&mut self, now: Instant) -> usize {
+        let before = self.items.len();
+        self.items.retain(|p| !p.is_dead(now));
+        before - self.items.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admission::Admission;
+    use std::sync::Arc;
+
+    fn pending(
+        adm: &Arc<Admission>,
+        at: Instant,
+        ttl: Duration,
+    ) -> (Pending, oneshot::Receiver<InferReply>) {
+        let (tx, rx) = oneshot::channel();
+        let p = Pending {
+            image: vec![0; 4],
+            enqueued: at,
+            deadline: at + ttl,
+            reply: tx,
+            permit: adm.try_admit().unwrap(),
+        };
+        (p, rx)
+    }
+
+    fn admission() -> Arc<Admission> {
+        Admission::new(100, prometheus::IntGauge::new("g", "g").unwrap())
+    }
+
+    #[test]
+    fn batches_are_fifo_and_bounded() {
+        let adm = admission();
+        let (mut q, now, ttl) = (Queue::default(), Instant::now(), Duration::from_secs(5));
+        let mut rxs = Vec::new();
+        for i in 0..5 {
+            let (p, rx) = pending(&adm, now + Duration::from_millis(i), ttl);
+            q.push(p);
+            rxs.push(rx);
+        }
+        assert_eq!(q.oldest(), Some(now));
+        let t = q.next_batch(3, now);
+        assert_eq!(t.batch.len(), 3);
+        assert_eq!(t.batch[0].enqueued, now);
+        assert_eq!(q.len(), 2);
+        assert_eq!(q.next_batch(8, now).batch.len(), 2);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn cancelled_and_expired_requests_are_dropped_before_batching() {
+        let adm = admission();
+        let (mut q, now) = (Queue::default(), Instant::now());
+        let (live, _rx_live) = pending(&adm, now, Duration::from_secs(5));
+        let (gone, rx_gone) = pending(&adm, now, Duration::from_secs(5));
+        let (late, _rx_late) = pending(&adm, now, Duration::from_millis(1));
+        q.push(gone);
+        q.push(late);
+        q.push(live);
+        drop(rx_gone); // the client went away
+        let t = q.next_batch(8, now + Duration::from_millis(2));
+        assert_eq!((t.batch.len(), t.dropped), (1, 2));
+        drop(t);
+        assert_eq!(adm.waiting(), 0, "permits of dropped requests are released");
+    }
+
+    #[test]
+    fn drop_dead_keeps_the_living() {
+        let adm = admission();
+        let (mut q, now) = (Queue::default(), Instant::now());
+        let (a, _ra) = pending(&adm, now, Duration::from_secs(5));
+        let (b, rb) = pending(&adm, now, Duration::from_secs(5));
+        q.push(a);
+        q.push(b);
+        drop(rb);
+        assert_eq!(q.drop_dead(now), 1);
+        assert_eq!(q.len(), 1);
+    }
+}

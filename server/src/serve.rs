@@ -1,0 +1,206 @@
+//! Starting, serving and stopping: [`run`] accepts connections at once, builds the engine in the
+//! background, and shuts down in order within `GRACEFUL_SHUTDOWN_TIMEOUT`.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use engine::{Backend, BackendFactory, CpuBackend, CpuConfig, Lanes, ModelSource};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+
+use crate::batcher::{self, BatcherConfig};
+use crate::config::Config;
+use crate::{http, App, Pipeline};
+
+/// Slowest client allowed to send its request headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Batch buffers per lane: one running, one filling.
+const BUFFERS_PER_LANE: usize = 2;
+
+/// Why the server could not start or keep running.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The model could not be found, generated or accepted.
+    #[error(transparent)]
+    Model(#[from] models::ModelError),
+    /// The engine could not start.
+    #[error(transparent)]
+    Engine(#[from] engine::EngineError),
+    /// Threads or sockets.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Serves on `listener` until `shutdown` resolves, then drains and stops.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    warn_unimplemented(&config);
+    let app = Arc::new(App::new(config)?);
+    let loader = tokio::task::spawn_blocking({
+        let app = app.clone();
+        move || start_pipeline(&app)
+    });
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown, loader);
+    let mut batcher_thread = None;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    let app = app.clone();
+                    let svc = service_fn(move |req| {
+                        let app = app.clone();
+                        async move { Ok::<_, Infallible>(http::handle(app, req).await) }
+                    });
+                    let conn = hyper::server::conn::http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(HEADER_READ_TIMEOUT)
+                        .serve_connection(TokioIo::new(stream), svc);
+                    let conn = graceful.watch(conn);
+                    tokio::spawn(async move {
+                        if let Err(e) = conn.await {
+                            tracing::debug!(error = %e, "connection ended with an error");
+                        }
+                    });
+                }
+                Err(e) => tracing::warn!(error = %e, "accept failed"),
+            },
+            loaded = &mut loader, if batcher_thread.is_none() => {
+                let (pipeline, thread) = loaded.map_err(|e| std::io::Error::other(e.to_string()))??;
+                *app.pipeline.write() = Some(Arc::new(pipeline));
+                batcher_thread = Some(thread);
+                tracing::info!(model = %app.config.model.name, "ready");
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drain(&app, listener, graceful, batcher_thread).await;
+    Ok(())
+}
+
+/// Not-ready first, stop accepting, drain HTTP, flush the batcher, join the engine.
+async fn drain(
+    app: &App,
+    listener: TcpListener,
+    graceful: GracefulShutdown,
+    batcher: Option<JoinHandle<()>>,
+) {
+    let grace = app.config.http.graceful_shutdown_timeout;
+    let deadline = tokio::time::Instant::now() + grace;
+    tracing::info!(
+        grace_s = grace.as_secs_f64(),
+        "shutting down: not ready, draining"
+    );
+    app.draining.store(true, Ordering::Release);
+    drop(listener);
+    if tokio::time::timeout_at(deadline, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open at the shutdown deadline; closing them");
+    }
+    app.pipeline.write().take(); // the batcher sees its queue close once handlers let go
+    if let Some(thread) = batcher {
+        let joined = tokio::task::spawn_blocking(move || thread.join());
+        if tokio::time::timeout_at(deadline, joined).await.is_err() {
+            tracing::warn!("the engine did not finish before the shutdown deadline");
+        }
+    }
+    tracing::info!("stopped");
+}
+
+fn warn_unimplemented(config: &Config) {
+    if config.model.reload {
+        tracing::warn!("RELOAD=true is not supported yet: the model file is not watched");
+    }
+    if config.telemetry.enable_tracing {
+        tracing::warn!(
+            "ENABLE_TRACING=true: trace export is not implemented yet; no spans are sent"
+        );
+    }
+}
+
+/// Loads (or generates) the model, starts the lanes and the batcher. Blocking.
+fn start_pipeline(app: &App) -> Result<(Pipeline, JoinHandle<()>), ServeError> {
+    let started = Instant::now();
+    let mc = &app.config.model;
+    engine::init_onnx_runtime(&mc.ort_dylib)?;
+    let model = models::load(
+        mc.path.as_deref(),
+        &mc.cache_dir,
+        mc.seed,
+        mc.engine_threads,
+    )?;
+    let sig = &model.signature;
+    let max_batch = app
+        .config
+        .batching
+        .max_batch_size
+        .min(sig.fixed_batch.unwrap_or(usize::MAX));
+    let cpu = CpuConfig {
+        model: ModelSource::File(model.path.clone()),
+        intra_threads: mc.engine_threads,
+        normalization: models::IMAGENET_NORMALIZATION,
+        spinning: false,
+    };
+    let factory: BackendFactory =
+        Arc::new(move |_lane| Ok(Box::new(CpuBackend::new(&cpu)?) as Box<dyn Backend>));
+    let warmup = if mc.warmup {
+        engine::warmup_batch_sizes(max_batch)
+    } else {
+        Vec::new()
+    };
+    let mut lanes = Lanes::start(1, factory, max_batch, BUFFERS_PER_LANE, &warmup)?;
+    let classes = lanes.classes();
+    let buffers = lanes.take_buffers();
+    let (tx, rx) = crossbeam_channel::bounded(app.config.batching.max_queue_size);
+    let config = BatcherConfig {
+        max_batch,
+        max_delay: app.config.batching.max_batch_delay,
+    };
+    let thread = batcher::spawn(config, lanes, buffers, rx, app.metrics.clone())?;
+    let version = match model.origin {
+        "builtin" => format!("builtin-seed{}-v{}", mc.seed, models::GENERATOR_VERSION),
+        _ => model
+            .path
+            .file_name()
+            .map_or_else(String::new, |f| f.to_string_lossy().into_owned()),
+    };
+    app.metrics
+        .model_info
+        .with_label_values(&[&mc.name, &version, "cpu", "fp32"])
+        .set(1);
+    tracing::info!(
+        path = %model.path.display(),
+        input = %sig.input,
+        output = %sig.output,
+        classes,
+        max_batch,
+        warmup = ?warmup,
+        elapsed_s = started.elapsed().as_secs_f64(),
+        "model loaded"
+    );
+    let labels: &'static [&'static str] = if classes == models::NUM_CLASSES {
+        models::imagenet_labels()
+    } else {
+        &[]
+    };
+    Ok((
+        Pipeline {
+            requests: tx,
+            classes,
+            labels,
+        },
+        thread,
+    ))
+}
