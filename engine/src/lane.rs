@@ -1,4 +1,4 @@
-//! Lanes: dedicated OS threads, each owning one backend, fed through capacity-1 channels.
+//! Lanes: dedicated OS threads, each owning one backend, fed through small bounded channels.
 //!
 //! The batcher submits a [`Job`] (a filled [`BatchBuffer`] and a completion callback) to a lane
 //! it knows to have room; the lane runs it and calls the callback with the buffer and the
@@ -72,7 +72,10 @@ impl Lanes {
             buffers: Vec::new(),
         };
         for lane in 0..count {
-            let (tx, rx) = bounded::<Job>(1);
+            // Room for every job the caller may have out on this lane (one per buffer): a lane
+            // reports a batch done just before it takes the next one from the channel, so a
+            // smaller channel would refuse a submit the caller's accounting allows.
+            let (tx, rx) = bounded::<Job>(buffers_per_lane.max(1));
             let (factory, ready_tx) = (factory.clone(), ready_tx.clone());
             let warmup = warmup.to_vec();
             let sizes = (batch_capacity, buffers_per_lane);
@@ -122,8 +125,9 @@ impl Lanes {
         self.classes
     }
 
-    /// Hands `job` to `lane` without blocking. Gives the job back when the lane's slot is taken
-    /// or the lane is gone; the caller decides what to do with it.
+    /// Hands `job` to `lane` without blocking. Succeeds whenever the caller has fewer than
+    /// `buffers_per_lane` jobs out on that lane; gives the job back when the lane is gone (or the
+    /// caller over-submits), and the caller decides what to do with it.
     pub fn try_submit(&self, lane: usize, job: Job) -> Result<(), Job> {
         self.senders[lane].try_send(job).map_err(|e| match e {
             TrySendError::Full(job) | TrySendError::Disconnected(job) => job,
@@ -221,4 +225,138 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
         .map(|s| (*s).to_string())
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "unknown panic".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Logit `i` of image `n` is the image's first byte + i; fails or panics on demand.
+    struct Fake {
+        runs: Arc<AtomicUsize>,
+        fail_on: Option<usize>,
+        panic_on: Option<usize>,
+    }
+
+    impl Backend for Fake {
+        fn run(
+            &mut self,
+            b: &BatchBuffer,
+            logits: &mut Vec<f32>,
+            t: &mut Vec<StageTiming>,
+        ) -> Result<(), EngineError> {
+            let run = self.runs.fetch_add(1, Ordering::SeqCst);
+            t.clear();
+            logits.clear();
+            if self.fail_on == Some(run) {
+                return Err(EngineError::Inference("injected".into()));
+            }
+            assert!(self.panic_on != Some(run), "injected panic");
+            for i in 0..b.len() {
+                logits.extend((0..3).map(|c| f32::from(b.image(i)[0]) + c as f32));
+            }
+            Ok(())
+        }
+        fn classes(&self) -> usize {
+            3
+        }
+    }
+
+    fn lanes(fail_on: Option<usize>, panic_on: Option<usize>) -> Lanes {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let factory: BackendFactory = Arc::new(move |_| {
+            Ok(Box::new(Fake {
+                runs: runs.clone(),
+                fail_on,
+                panic_on,
+            }) as Box<dyn Backend>)
+        });
+        Lanes::start(1, factory, 4, 2, &[1, 4]).unwrap()
+    }
+
+    type Outcome = Result<Vec<f32>, EngineError>;
+
+    fn submit(
+        l: &Lanes,
+        buffer: BatchBuffer,
+        tx: &crossbeam_channel::Sender<(BatchBuffer, Outcome)>,
+    ) {
+        let tx = tx.clone();
+        let done: JobDone = Box::new(move |buf, r| {
+            let _ = tx.send((buf, r.map(|o| o.logits.to_vec())));
+        });
+        assert!(
+            l.try_submit(
+                0,
+                Job {
+                    batch: buffer,
+                    done
+                }
+            )
+            .is_ok(),
+            "submit within the budget failed"
+        );
+    }
+
+    #[test]
+    fn keeps_two_jobs_out_without_a_refused_submit() {
+        let mut l = lanes(None, None);
+        assert_eq!(l.classes(), 3);
+        let mut free = l.take_buffers().remove(0);
+        assert_eq!(free.len(), 2);
+        let (tx, rx) = bounded::<(BatchBuffer, Outcome)>(2);
+        let mut out = 0;
+        for n in 0..2000u32 {
+            if free.is_empty() {
+                let (buf, r) = rx.recv().unwrap();
+                assert!(r.is_ok());
+                free.push(buf);
+                out -= 1;
+            }
+            let mut buf = free.pop().unwrap();
+            buf.clear();
+            assert!(buf.push(&vec![(n % 200) as u8; crate::IMAGE_BYTES]));
+            submit(&l, buf, &tx);
+            out += 1;
+        }
+        for _ in 0..out {
+            assert!(rx.recv().unwrap().1.is_ok());
+        }
+        l.shutdown();
+    }
+
+    #[test]
+    fn a_failed_or_panicking_batch_is_reported_and_the_lane_goes_on() {
+        // Runs 0 and 1 are the warm-up; run 2 fails, run 3 panics, run 4 works.
+        let mut l = lanes(Some(2), Some(3));
+        let mut free = l.take_buffers().remove(0);
+        let (tx, rx) = bounded::<(BatchBuffer, Outcome)>(2);
+        let mut results = Vec::new();
+        for _ in 0..3 {
+            let mut buf = free.pop().unwrap_or_else(|| BatchBuffer::new(4));
+            buf.clear();
+            assert!(buf.push(&vec![7u8; crate::IMAGE_BYTES]));
+            assert!(buf.push(&vec![9u8; crate::IMAGE_BYTES]));
+            submit(&l, buf, &tx);
+            let (buf, r) = rx.recv().unwrap();
+            free.push(buf);
+            results.push(r);
+        }
+        assert!(matches!(results[0], Err(EngineError::Inference(_))));
+        assert!(matches!(&results[1], Err(EngineError::Panicked(m)) if m.contains("injected")));
+        assert_eq!(
+            results[2].as_ref().unwrap(),
+            &vec![7.0, 8.0, 9.0, 9.0, 10.0, 11.0]
+        );
+        l.shutdown();
+    }
+
+    #[test]
+    fn a_backend_that_cannot_be_built_fails_start() {
+        let factory: BackendFactory =
+            Arc::new(|_| Err(EngineError::ModelLoad("no such model".into())));
+        let err = Lanes::start(2, factory, 4, 2, &[]).err().unwrap();
+        assert!(err.to_string().contains("no such model"));
+    }
 }

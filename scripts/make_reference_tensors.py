@@ -1,0 +1,48 @@
+#!/usr/bin/env python3
+"""Writes the Pillow reference inputs the preprocessing test compares against.
+
+For each good JPEG under ../shared/testdata/images/good: open with Pillow, apply the EXIF
+orientation (ImageOps.exif_transpose), convert to RGB, then torchvision's Resize(256) +
+CenterCrop(224) on a PIL image, written out inline so torchvision is not needed:
+  - Resize: shorter side 256, longer int(256 * long / short), Image.BILINEAR (antialiased).
+  - CenterCrop: top/left = int(round((size - 224) / 2)).
+The u8 HWC crop is saved as .npy (uint8, 224x224x3, ~150 KB each); the test normalises both sides
+with the ImageNet mean/std, so comparing these is comparing the input tensors.
+
+Usage: python3 -m pip install pillow numpy && python3 scripts/make_reference_tensors.py
+"""
+import pathlib
+import sys
+
+import numpy as np
+from PIL import Image, ImageOps
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SRC = pathlib.Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT.parent / "shared/testdata/images/good"
+OUT = ROOT / "server/tests/data/pillow"
+
+
+def torchvision_resize_crop(img: Image.Image) -> np.ndarray:
+    w, h = img.size
+    short, long = (w, h) if w <= h else (h, w)
+    new_short, new_long = 256, int(256 * long / short)
+    size = (new_short, new_long) if w <= h else (new_long, new_short)
+    img = img.resize(size, Image.BILINEAR)
+    top = int(round((img.size[1] - 224) / 2.0))
+    left = int(round((img.size[0] - 224) / 2.0))
+    return np.asarray(img.crop((left, top, left + 224, top + 224)), dtype=np.uint8)
+
+
+def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    for path in sorted(SRC.glob("*.jp*g")):
+        with Image.open(path) as img:
+            rgb = ImageOps.exif_transpose(img).convert("RGB")
+            crop = torchvision_resize_crop(rgb)
+        assert crop.shape == (224, 224, 3), crop.shape
+        np.save(OUT / f"{path.name}.npy", crop)
+        print(f"{path.name}: {img.size} -> {crop.shape}")
+
+
+if __name__ == "__main__":
+    main()

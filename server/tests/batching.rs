@@ -1,0 +1,131 @@
+//! Dynamic batching: an image answered alone and inside a batch gets the same top-5 and the same
+//! probabilities (within 1e-5); batches really form under concurrency.
+
+mod common;
+
+use std::collections::HashSet;
+
+use common::{files, predict_multipart, TestServer};
+use engine::{Backend, BatchBuffer, CpuBackend, CpuConfig, ModelSource};
+
+fn top5(logits: &[f32]) -> Vec<(usize, f32)> {
+    let mut p: Vec<(usize, f32)> = gateway_softmax(logits).into_iter().enumerate().collect();
+    p.sort_by(|a, b| b.1.total_cmp(&a.1));
+    p.truncate(5);
+    p
+}
+
+fn gateway_softmax(z: &[f32]) -> Vec<f32> {
+    let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let e: Vec<f64> = z.iter().map(|&v| f64::from(v - max).exp()).collect();
+    let s: f64 = e.iter().sum();
+    e.iter().map(|v| (v / s) as f32).collect()
+}
+
+/// Engine level, deterministic: image alone vs. slot 5 of a batch of 8 different images.
+#[test]
+fn same_image_alone_and_in_a_batch_of_8_agrees() {
+    let dylib = std::env::var("ORT_DYLIB_PATH").unwrap();
+    engine::init_onnx_runtime(dylib.as_ref()).unwrap();
+    let path = models::ensure_builtin(
+        &common::repo().join(".cache/models"),
+        models::DEFAULT_SEED,
+        2,
+    )
+    .unwrap();
+    let mut backend = CpuBackend::new(&CpuConfig {
+        model: ModelSource::File(path),
+        intra_threads: 2,
+        normalization: models::IMAGENET_NORMALIZATION,
+        spinning: false,
+    })
+    .unwrap();
+    let images: Vec<Vec<u8>> = files("good")
+        .iter()
+        .take(8)
+        .map(|p| {
+            gateway::imaging::preprocess(&std::fs::read(p).unwrap(), 40_000_000)
+                .unwrap()
+                .pixels
+        })
+        .collect();
+    assert_eq!(images.len(), 8);
+    let (mut batch_logits, mut t) = (Vec::new(), Vec::new());
+    let mut batch = BatchBuffer::new(8);
+    images.iter().for_each(|i| assert!(batch.push(i)));
+    backend.run(&batch, &mut batch_logits, &mut t).unwrap();
+    for (i, img) in images.iter().enumerate() {
+        let mut one = BatchBuffer::new(1);
+        assert!(one.push(img));
+        let mut alone = Vec::new();
+        backend.run(&one, &mut alone, &mut t).unwrap();
+        let (a, b) = (top5(&alone), top5(&batch_logits[i * 1000..(i + 1) * 1000]));
+        assert_eq!(
+            a.iter().map(|x| x.0).collect::<Vec<_>>(),
+            b.iter().map(|x| x.0).collect::<Vec<_>>(),
+            "image {i}"
+        );
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x.1 - y.1).abs() <= 1e-5, "image {i}: {} vs {}", x.1, y.1);
+        }
+    }
+}
+
+/// Server level: concurrent requests are batched, and batched answers equal the solo answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_are_batched_without_changing_answers() {
+    let server = TestServer::start(&[("MAX_BATCH_SIZE", "8"), ("MAX_BATCH_DELAY_MS", "100")]).await;
+    let target = std::fs::read(common::images("good").join("ijg-testorig.jpg")).unwrap();
+    let solo = predict_multipart(server.addr, &target, "").await.unwrap();
+    assert_eq!((solo.status, solo.batch_size()), (200, 1));
+    let solo = solo.predictions();
+
+    let others: Vec<Vec<u8>> = files("good")
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let body = if i % 3 == 0 {
+            target.clone()
+        } else {
+            others[i % others.len()].clone()
+        };
+        let addr = server.addr;
+        tasks.push(tokio::spawn(async move {
+            (
+                i % 3 == 0,
+                predict_multipart(addr, &body, "").await.unwrap(),
+            )
+        }));
+    }
+    let mut sizes = HashSet::new();
+    let mut batched_target = 0;
+    for t in tasks {
+        let (is_target, r) = t.await.unwrap();
+        assert_eq!(r.status, 200);
+        sizes.insert(r.batch_size());
+        if is_target && r.batch_size() > 1 {
+            batched_target += 1;
+            let got = r.predictions();
+            assert_eq!(
+                got.iter().map(|p| p.0).collect::<Vec<_>>(),
+                solo.iter().map(|p| p.0).collect::<Vec<_>>()
+            );
+            for (a, b) in got.iter().zip(&solo) {
+                assert!((a.1 - b.1).abs() <= 1e-5, "batched {} vs solo {}", a.1, b.1);
+            }
+        }
+    }
+    eprintln!("batch sizes seen: {sizes:?}; target answered in a batch {batched_target} times");
+    assert!(sizes.iter().any(|&s| s > 1), "no batch formed: {sizes:?}");
+    assert!(
+        sizes.iter().all(|&s| s <= 8),
+        "batch over MAX_BATCH_SIZE: {sizes:?}"
+    );
+    assert!(
+        batched_target > 0,
+        "the target image never ran inside a batch"
+    );
+    server.stop().await.unwrap();
+}

@@ -1,0 +1,213 @@
+//! The HTTP contract against the real server: test images, errors, probes, metrics.
+
+mod common;
+
+use common::{error_code, files, request, TestServer};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_test_image_gets_the_right_answer_and_the_server_keeps_serving() {
+    let server = TestServer::start(&[]).await;
+    let canary = common::images("good").join("ijg-testorig.jpg");
+    for path in files("good") {
+        let r = server.predict_file(&path, "").await.unwrap();
+        assert_eq!(
+            r.status,
+            200,
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&r.body)
+        );
+        let v = r.json();
+        assert_eq!(v["model"], "resnet50");
+        let preds = r.predictions();
+        assert_eq!(preds.len(), 5, "{}", path.display());
+        assert!(
+            preds.windows(2).all(|w| w[0].1 >= w[1].1),
+            "sorted by probability: {preds:?}"
+        );
+        let total: f64 = preds.iter().map(|p| p.1).sum();
+        assert!(
+            total > 0.0 && total <= 1.0 + 1e-5,
+            "softmax over all classes: {total}"
+        );
+        assert!(v["predictions"][0]["label"]
+            .as_str()
+            .is_some_and(|l| !l.is_empty()));
+        assert!(r.headers.contains_key("x-request-id"));
+    }
+    for path in files("unsupported") {
+        let r = server.predict_file(&path, "").await.unwrap();
+        assert_eq!(r.status, 415, "{}", path.display());
+        assert_eq!(error_code(&r), "unsupported_image");
+        assert!(
+            r.json()["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("12-bit"),
+            "names the reason"
+        );
+        assert_eq!(server.predict_file(&canary, "").await.unwrap().status, 200);
+    }
+    for path in files("bad") {
+        let r = server.predict_file(&path, "").await.unwrap();
+        assert!(
+            (400..500).contains(&r.status),
+            "{} → {}",
+            path.display(),
+            r.status
+        );
+        let code = error_code(&r);
+        eprintln!(
+            "{} → {} {code}",
+            path.file_name().unwrap().to_string_lossy(),
+            r.status
+        );
+        assert_eq!(
+            server.predict_file(&canary, "").await.unwrap().status,
+            200,
+            "still serving after {}",
+            path.display()
+        );
+    }
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_bodies_probes_metrics_and_request_errors() {
+    let server = TestServer::start(&[("MAX_BODY_BYTES", "200000")]).await;
+    let addr = server.addr;
+    let jpeg = std::fs::read(common::images("good").join("progressive-cat.jpg")).unwrap();
+
+    // Raw image body with an image/* type, top_k honoured, request id echoed.
+    let r = request(
+        addr,
+        "POST",
+        "/predict?top_k=3",
+        &[("content-type", "image/jpeg"), ("x-request-id", "abc-42")],
+        &jpeg,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.predictions().len(), 3);
+    assert_eq!(r.headers["x-request-id"], "abc-42");
+    assert!(r.headers["server-timing"].contains("compute;dur="));
+
+    let cases: Vec<(&str, &str, Vec<(&str, &str)>, Vec<u8>, u16, &str)> = vec![
+        (
+            "POST",
+            "/predict",
+            vec![("content-type", "application/json")],
+            b"{}".to_vec(),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "POST",
+            "/predict",
+            vec![],
+            jpeg.clone(),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "POST",
+            "/predict",
+            vec![("content-type", "image/jpeg")],
+            vec![],
+            400,
+            "empty_image",
+        ),
+        (
+            "POST",
+            "/predict?top_k=0",
+            vec![("content-type", "image/jpeg")],
+            jpeg.clone(),
+            400,
+            "invalid_parameter",
+        ),
+        (
+            "POST",
+            "/predict",
+            vec![("content-type", "multipart/form-data")],
+            jpeg.clone(),
+            400,
+            "invalid_multipart",
+        ),
+        (
+            "POST",
+            "/predict",
+            vec![("content-type", "image/png")],
+            vec![7u8; 300_000],
+            413,
+            "body_too_large",
+        ),
+        ("GET", "/predict", vec![], vec![], 405, "method_not_allowed"),
+        ("GET", "/nope", vec![], vec![], 404, "not_found"),
+    ];
+    for (method, path, headers, body, status, code) in cases {
+        let r = request(addr, method, path, &headers, &body).await.unwrap();
+        assert_eq!(
+            (r.status, error_code(&r).as_str()),
+            (status, code),
+            "{method} {path} {headers:?}"
+        );
+    }
+
+    assert_eq!(server.get("/health").await.unwrap().status, 200);
+    assert_eq!(server.get("/ready").await.unwrap().status, 200);
+    let m = server.get("/metrics").await.unwrap();
+    assert_eq!(m.status, 200);
+    let text = String::from_utf8(m.body).unwrap();
+    for name in [
+        "http_requests_total{method=\"POST\",route=\"/predict\",status=\"200\"}",
+        "http_request_duration_seconds_bucket",
+        "inference_queue_depth 0",
+        "inference_batch_size_bucket",
+        "inference_queue_wait_seconds_count",
+        "inference_stage_duration_seconds_count{stage=\"decode\"}",
+        "inference_requests_rejected_total{reason=\"bad_input\"}",
+        "model_info{device=\"cpu\",model=\"resnet50\"",
+        "route=\"unknown\"",
+        "process_resident_memory_bytes",
+    ] {
+        assert!(text.contains(name), "metrics lack {name}");
+    }
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_guard_predict_but_not_probes() {
+    let server = TestServer::start(&[("API_KEYS", "s3cret,other")]).await;
+    let img = common::images("good").join("ijg-testorig.jpg");
+    let r = server.predict_file(&img, "").await.unwrap();
+    assert_eq!((r.status, error_code(&r).as_str()), (401, "unauthorized"));
+    let body = std::fs::read(&img).unwrap();
+    let ok = request(
+        server.addr,
+        "POST",
+        "/predict",
+        &[
+            ("content-type", "image/jpeg"),
+            ("authorization", "Bearer s3cret"),
+        ],
+        &body,
+    );
+    assert_eq!(ok.await.unwrap().status, 200);
+    let ok = request(
+        server.addr,
+        "POST",
+        "/predict",
+        &[("content-type", "image/jpeg"), ("x-api-key", "other")],
+        &body,
+    );
+    assert_eq!(ok.await.unwrap().status, 200);
+    for probe in ["/health", "/ready", "/metrics"] {
+        assert_eq!(
+            server.get(probe).await.unwrap().status,
+            200,
+            "{probe} stays open"
+        );
+    }
+    server.stop().await.unwrap();
+}

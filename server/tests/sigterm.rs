@@ -1,0 +1,78 @@
+//! The real binary under a real SIGTERM: in-flight requests are answered, then it exits 0.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::predict_multipart;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_and_exits_cleanly() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_inference-gateway"))
+        .current_dir(common::repo())
+        .env("HOST", "127.0.0.1")
+        .env("PORT", "0")
+        .env("LOG_FORMAT", "json")
+        .env("GRACEFUL_SHUTDOWN_TIMEOUT", "15")
+        .env("MODEL_CACHE_DIR", common::repo().join(".cache/models"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("binary starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut addr = None;
+    let start = Instant::now();
+    for line in lines.by_ref() {
+        let v: serde_json::Value = serde_json::from_str(&line.unwrap()).expect("json log lines");
+        match v["message"].as_str() {
+            Some("listening") => addr = v["addr"].as_str().map(|a| a.parse().unwrap()),
+            Some("ready") => break,
+            _ => {}
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(180),
+            "not ready in time"
+        );
+    }
+    let addr: std::net::SocketAddr = addr.expect("listening address logged");
+    let drain = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+
+    let img = std::fs::read(common::images("good").join("ijg-testorig.jpg")).unwrap();
+    let tasks: Vec<_> = (0..12)
+        .map(|_| {
+            let img = img.clone();
+            tokio::spawn(async move { predict_multipart(addr, &img, "").await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut answered = 0;
+    for t in tasks {
+        if let Ok(r) = t.await.unwrap() {
+            assert_eq!(
+                r.status,
+                200,
+                "an accepted request was not served: {}",
+                String::from_utf8_lossy(&r.body)
+            );
+            answered += 1;
+        }
+    }
+    let exit = child.wait().unwrap();
+    let logs = drain.join().unwrap();
+    assert!(exit.success(), "exit status {exit:?}");
+    assert!(answered >= 6, "only {answered} of 12 answered");
+    assert!(
+        logs.iter().any(|l| l.contains("shutting down")),
+        "shutdown logged"
+    );
+    assert!(
+        logs.iter().any(|l| l.contains("\"stopped\"")),
+        "clean stop logged: {logs:?}"
+    );
+}
