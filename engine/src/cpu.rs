@@ -82,12 +82,18 @@ impl CpuBackend {
     /// Builds a session for `config.model`. [`init_onnx_runtime`] must have succeeded.
     pub fn new(config: &CpuConfig) -> Result<Self, EngineError> {
         let env = environment()?;
-        let mut builder = Session::builder(env)
-            .map_err(EngineError::model_load)?
+        let mut builder = Session::builder(env).map_err(EngineError::model_load)?;
+        builder = builder
             .with_optimization_level(GraphOptimizationLevel::Level3)
-            .and_then(|b| b.with_intra_threads(config.intra_threads.max(1)))
-            .and_then(|b| b.with_inter_threads(1))
-            .and_then(|b| b.with_intra_op_spinning(config.spinning))
+            .map_err(EngineError::model_load)?;
+        builder = builder
+            .with_intra_threads(config.intra_threads.max(1))
+            .map_err(EngineError::model_load)?;
+        builder = builder
+            .with_inter_threads(1)
+            .map_err(EngineError::model_load)?;
+        builder = builder
+            .with_intra_op_spinning(config.spinning)
             .map_err(EngineError::model_load)?;
         let session = match &config.model {
             ModelSource::File(path) => builder.commit_from_file(path),

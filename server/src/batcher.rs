@@ -2,8 +2,8 @@
 //! batch starts.
 //!
 //! Rules: an idle lane takes whatever is waiting at once (no added latency when there is spare
-//! capacity). A busy lane may hold one more batch in its capacity-1 slot; that batch is formed
-//! only when `MAX_BATCH_SIZE` images wait or the oldest has waited `MAX_BATCH_DELAY_MS`, so
+//! capacity). A busy lane with a second buffer (GPU lanes, where copy and compute overlap) may
+//! hold one more batch in its slot; that batch is formed only when `MAX_BATCH_SIZE` images wait or the oldest has waited `MAX_BATCH_DELAY_MS`, so
 //! batches grow exactly while waiting costs nothing. Each image is copied once, straight into
 //! the lane's reusable batch buffer.
 
@@ -15,11 +15,11 @@ use engine::{BatchBuffer, BatchOutput, EngineError, Job, Lanes};
 use crate::metrics::Metrics;
 use crate::queue::{InferOutput, Pending, Queue};
 
-/// Batches in flight per lane: one running, one waiting in its slot.
-const PER_LANE: usize = 2;
-
 struct LaneState {
     in_flight: usize,
+    /// Batches this lane may have out: one per buffer it allocated (1 on the CPU, where a
+    /// pre-formed batch would only be smaller; 2 where copy and compute overlap).
+    depth: usize,
     buffers: Vec<BatchBuffer>,
 }
 
@@ -46,11 +46,13 @@ pub fn spawn(
     requests: Receiver<Pending>,
     metrics: Metrics,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    let (done_tx, done_rx) = bounded(lanes.len() * PER_LANE);
+    let total: usize = buffers.iter().map(Vec::len).sum();
+    let (done_tx, done_rx) = bounded(total.max(1));
     let state = buffers
         .into_iter()
         .map(|buffers| LaneState {
             in_flight: 0,
+            depth: buffers.len(),
             buffers,
         })
         .collect();
@@ -84,7 +86,7 @@ impl Batcher {
         let mut open = Some(requests);
         loop {
             let wake = self.wake_at(open.is_none());
-            let timeout = wake.map_or(never(), |at| crossbeam_channel::at(at));
+            let timeout = wake.map_or(never(), crossbeam_channel::at);
             let incoming = open.clone().unwrap_or_else(never);
             select! {
                 recv(incoming) -> msg => match msg {
@@ -118,7 +120,7 @@ impl Batcher {
     /// When the queued batch may start on a busy lane, if that is what we wait for.
     fn wake_at(&self, flushing: bool) -> Option<Instant> {
         let oldest = self.queue.oldest()?;
-        let slot_free = self.state.iter().any(|s| s.in_flight < PER_LANE);
+        let slot_free = self.state.iter().any(|s| s.in_flight < s.depth);
         (slot_free && !flushing).then(|| oldest + self.config.max_delay)
     }
 
@@ -136,7 +138,7 @@ impl Batcher {
                     .oldest()
                     .is_some_and(|t| now >= t + self.config.max_delay);
             let lane = idle.or_else(|| {
-                due.then(|| self.state.iter().position(|s| s.in_flight < PER_LANE))
+                due.then(|| self.state.iter().position(|s| s.in_flight < s.depth))
                     .flatten()
             });
             let Some(lane) = lane else {

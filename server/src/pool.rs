@@ -74,29 +74,35 @@ impl Drop for BlockingPool {
 mod tests {
     use super::*;
 
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn runs_tasks_and_refuses_when_full() {
-        let pool = BlockingPool::new("t", 1, 1).unwrap();
+        let pool = std::sync::Arc::new(BlockingPool::new("t", 1, 1).unwrap());
         assert_eq!(pool.run(|| 2 + 2).await.unwrap(), 4);
-        // Occupy the worker, fill the one queue slot, then the next is refused.
-        let (block_tx, block_rx) = std::sync::mpsc::channel::<()>();
-        let busy = pool.run(move || block_rx.recv().ok());
-        let queued = pool.run(|| 1);
-        let (busy, queued) = tokio::join!(
-            async {
-                tokio::task::yield_now().await;
-                busy.await
-            },
-            async {
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                assert!(
-                    pool.run(|| 3).await.is_err(),
-                    "third task should be refused"
-                );
-                block_tx.send(()).unwrap();
-                queued.await
+        // Occupy the one worker, fill the one queue slot; the next task is refused at once.
+        let (release, blocked) = std::sync::mpsc::channel::<()>();
+        let (started_tx, started) = tokio::sync::oneshot::channel::<()>();
+        let busy = tokio::spawn({
+            let pool = pool.clone();
+            async move {
+                pool.run(move || {
+                    let _ = started_tx.send(());
+                    blocked.recv().ok()
+                })
+                .await
             }
+        });
+        started.await.unwrap();
+        let queued = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.run(|| 1).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(
+            pool.run(|| 3).await.is_err(),
+            "a third task must be refused"
         );
-        assert!(busy.is_ok() && queued.is_ok());
+        release.send(()).unwrap();
+        assert!(busy.await.unwrap().is_ok());
+        assert_eq!(queued.await.unwrap().unwrap(), 1);
     }
 }

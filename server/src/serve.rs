@@ -20,8 +20,9 @@ use crate::{http, App, Pipeline};
 
 /// Slowest client allowed to send its request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Batch buffers per lane: one running, one filling.
-const BUFFERS_PER_LANE: usize = 2;
+/// Batch buffers per CPU lane: one. With a single CPU lane a second, pre-formed batch would only
+/// be smaller than what waits when the lane frees up; GPU lanes will use two to overlap copies.
+const CPU_BUFFERS_PER_LANE: usize = 1;
 
 /// Why the server could not start or keep running.
 #[derive(Debug, thiserror::Error)]
@@ -160,7 +161,7 @@ fn start_pipeline(app: &App) -> Result<(Pipeline, JoinHandle<()>), ServeError> {
     } else {
         Vec::new()
     };
-    let mut lanes = Lanes::start(1, factory, max_batch, BUFFERS_PER_LANE, &warmup)?;
+    let mut lanes = Lanes::start(1, factory, max_batch, CPU_BUFFERS_PER_LANE, &warmup)?;
     let classes = lanes.classes();
     let buffers = lanes.take_buffers();
     let (tx, rx) = crossbeam_channel::bounded(app.config.batching.max_queue_size);

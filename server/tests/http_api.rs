@@ -93,7 +93,15 @@ async fn raw_bodies_probes_metrics_and_request_errors() {
     assert_eq!(r.headers["x-request-id"], "abc-42");
     assert!(r.headers["server-timing"].contains("compute;dur="));
 
-    let cases: Vec<(&str, &str, Vec<(&str, &str)>, Vec<u8>, u16, &str)> = vec![
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        Vec<(&'a str, &'a str)>,
+        Vec<u8>,
+        u16,
+        &'a str,
+    );
+    let cases: Vec<Case<'_>> = vec![
         (
             "POST",
             "/predict",

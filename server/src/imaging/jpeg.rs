@@ -159,7 +159,8 @@ mod tests {
 
     #[test]
     fn scan_reads_size_precision_coding_and_exif() {
-        let info = scan(&jpeg(0xC0, 8, 640, 480)).unwrap();
+        let bytes = jpeg(0xC0, 8, 640, 480);
+        let info = scan(&bytes).unwrap();
         assert_eq!((info.width, info.height, info.precision), (640, 480, 8));
         assert!(!info.arithmetic && info.exotic.is_none());
         assert_eq!(info.exif, Some(&b"MM\0*rest"[..]));
@@ -170,7 +171,8 @@ mod tests {
             Some("lossless JPEG")
         );
         // A pixel bomb is visible before anything is allocated.
-        let bomb = scan(&jpeg(0xC2, 8, 65_535, 65_535)).unwrap();
+        let bomb_bytes = jpeg(0xC2, 8, 65_535, 65_535);
+        let bomb = scan(&bomb_bytes).unwrap();
         assert_eq!(
             u64::from(bomb.width) * u64::from(bomb.height),
             4_294_836_225

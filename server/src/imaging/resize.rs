@@ -136,8 +136,8 @@ mod tests {
 
     #[test]
     fn sizes_follow_torchvision() {
-        assert_eq!(resized_size(227, 149, 256), (389, 256)); // int(256 * 227 / 149) = 389
-        assert_eq!(resized_size(149, 227, 256), (256, 389));
+        assert_eq!(resized_size(227, 149, 256), (390, 256)); // int(58112 / 149) = int(390.01)
+        assert_eq!(resized_size(149, 227, 256), (256, 390));
         assert_eq!(resized_size(5, 5, 256), (256, 256));
         assert_eq!(resized_size(640, 480, 256), (341, 256));
         assert_eq!(crop_offset(389, 224), 82); // 82.5 rounds to even
@@ -151,11 +151,12 @@ mod tests {
         let out = resize_centre_crop(&src, 300, 200, 256, 224);
         assert_eq!(out.len(), 224 * 224 * 3);
         assert!(out.iter().all(|&v| v == 77));
-        // Exactly 256 on the short side and 224 wide: only a crop, no resampling.
-        let src: Vec<u8> = (0..224 * 256 * 3).map(|i| (i / 3 / 224) as u8).collect();
-        let out = resize_centre_crop(&src, 224, 256, 256, 224);
-        assert_eq!(out[0], 16);
-        assert_eq!(out[223 * 224 * 3], 239);
+        // Exactly 256 on the short side: no resampling, only the centre crop (left 16, top 38).
+        let (w, h) = (256usize, 300usize);
+        let src: Vec<u8> = (0..w * h * 3).map(|i| ((i / 3 / w) % 256) as u8).collect();
+        let out = resize_centre_crop(&src, w, h, 256, 224);
+        assert_eq!(out[0], 38);
+        assert_eq!(out[223 * 224 * 3], ((38 + 223) % 256) as u8);
     }
 
     #[test]
