@@ -5,7 +5,7 @@
 //! trunk (with randomised BatchNorm statistics and affine terms), we run it on a varied
 //! calibration set, take each feature's mean and spread, and build the classifier on the
 //! standardised features: `W = R / σ`, `b = −W·μ`, scaled so the calibration logits have a
-//! standard deviation of [`LOGIT_STD`] (each σ floored at the median σ, so features that barely
+//! standard deviation of [`LOGIT_STD`] (each σ floored at the lower-quartile σ, so features that barely
 //! move on the calibration set cannot dominate on real photos). The statistics are rounded to 4 significant digits so
 //! that the last-bit differences between CPU kernels do not change the file's bytes.
 
@@ -20,7 +20,7 @@ use crate::rng::Rng;
 use crate::{synthetic, ModelError, IMAGENET_NORMALIZATION, NUM_CLASSES};
 
 /// Version of the generator; part of the cached file's name, bumped when the bytes change.
-pub const GENERATOR_VERSION: u32 = 2;
+pub const GENERATOR_VERSION: u32 = 3;
 /// Images in the calibration set.
 const CALIBRATION_IMAGES: usize = 64;
 /// Batch size used to run the calibration set.
@@ -106,10 +106,10 @@ fn classifier(features: &[f32], rng: &mut Rng) -> (Vec<f32>, Vec<f32>) {
     }
     let mean: Vec<f32> = mean.iter().map(|&m| round_sig(m, 4) as f32).collect();
     // Features that barely move on the calibration set can move a lot on real photos; flooring
-    // their spread at the median keeps such images from saturating the softmax.
+    // their spread at the lower quartile keeps such images from saturating the softmax.
     let mut spread: Vec<f64> = var.iter().map(|v| v.sqrt()).collect();
     spread.sort_by(f64::total_cmp);
-    let floor = spread[spread.len() / 2].max(1e-6);
+    let floor = spread[spread.len() / 4].max(1e-6);
     let inv_std: Vec<f32> = var
         .iter()
         .map(|&v| 1.0 / round_sig(v.sqrt().max(floor), 4) as f32)
