@@ -5,19 +5,20 @@
 //! trunk (with randomised BatchNorm statistics and affine terms), we run it on a varied
 //! calibration set, take each feature's mean and spread, and build the classifier on the
 //! standardised features: `W = R / σ`, `b = −W·μ`, scaled so the calibration logits have a
-//! standard deviation of [`LOGIT_STD`] (each σ floored at the lower-quartile σ, so features that barely
-//! move on the calibration set cannot dominate on real photos). The statistics are rounded to 4 significant digits so
-//! that the last-bit differences between CPU kernels do not change the file's bytes.
+//! standard deviation of [`LOGIT_STD`]. Each σ is floored at the lower-quartile σ, so features
+//! that barely move on the calibration set cannot dominate on real photos. The statistics are
+//! rounded to 4 significant digits so that the last-bit differences between CPU kernels do not
+//! change the file's bytes.
 
 use std::sync::Arc;
 
-use engine::{Backend, BatchBuffer, CpuBackend, CpuConfig, ModelSource};
+use engine::{Backend, BatchBuffer, CpuBackend, ModelSource};
 use prost::Message;
 
 use crate::onnx::{GraphProto, ModelProto, OperatorSetIdProto, StringStringEntryProto};
 use crate::resnet::{Backbone, FEATURES};
 use crate::rng::Rng;
-use crate::{synthetic, ModelError, IMAGENET_NORMALIZATION, NUM_CLASSES};
+use crate::{synthetic, ModelError, NUM_CLASSES};
 
 /// Version of the generator; part of the cached file's name, bumped when the bytes change.
 pub const GENERATOR_VERSION: u32 = 3;
@@ -70,12 +71,7 @@ fn calibration_features(
     threads: usize,
     seed: u64,
 ) -> Result<Vec<f32>, ModelError> {
-    let mut backend = CpuBackend::new(&CpuConfig {
-        model: ModelSource::Bytes(model),
-        intra_threads: threads,
-        normalization: IMAGENET_NORMALIZATION,
-        spinning: false,
-    })?;
+    let mut backend = CpuBackend::new(&crate::cpu_config(ModelSource::Bytes(model), threads))?;
     let images = synthetic::varied_images(seed.wrapping_add(1), CALIBRATION_IMAGES);
     let (mut features, mut out, mut timings) = (Vec::new(), Vec::new(), Vec::new());
     for chunk in images.chunks(CALIBRATION_BATCH) {

@@ -36,6 +36,17 @@ pub const IMAGENET_NORMALIZATION: engine::Normalization = engine::Normalization 
     mean: [0.485, 0.456, 0.406],
     std: [0.229, 0.224, 0.225],
 };
+/// How this project runs a ResNet50 on the CPU: ImageNet normalisation, `threads` ONNX Runtime
+/// threads, idle threads not spinning (the cores are shared with image decoding).
+pub fn cpu_config(model: engine::ModelSource, threads: usize) -> engine::CpuConfig {
+    engine::CpuConfig {
+        model,
+        intra_threads: threads,
+        normalization: IMAGENET_NORMALIZATION,
+        spinning: false,
+    }
+}
+
 /// Seed of the built-in model unless the caller picks another.
 pub const DEFAULT_SEED: u64 = 50;
 

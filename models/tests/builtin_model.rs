@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 
-use engine::{Backend, BatchBuffer, CpuBackend, CpuConfig, ModelSource};
+use engine::{Backend, BatchBuffer, CpuBackend, ModelSource};
 use models::onnx::ModelProto;
 use prost::Message;
 
@@ -84,13 +84,7 @@ fn same_seed_gives_the_same_bytes() {
 #[test]
 fn different_images_get_different_answers() {
     let (path, _) = builtin();
-    let mut backend = CpuBackend::new(&CpuConfig {
-        model: ModelSource::File(path),
-        intra_threads: 2,
-        normalization: models::IMAGENET_NORMALIZATION,
-        spinning: false,
-    })
-    .unwrap();
+    let mut backend = CpuBackend::new(&models::cpu_config(ModelSource::File(path), 2)).unwrap();
     // Not the calibration set: another seed.
     let images = models::varied_images(424_242, 32);
     let mut batch = BatchBuffer::new(images.len());

@@ -2,7 +2,7 @@
 //! records the HTTP metrics and writes the access-log line.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -11,10 +11,11 @@ use hyper::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::sync::oneshot;
 
+use crate::admission::Permit;
 use crate::error::ApiError;
 use crate::predict::{top_k, PredictResponse};
 use crate::queue::{InferOutput, Pending};
-use crate::{imaging, multipart, App};
+use crate::{imaging, multipart, App, Pipeline};
 
 /// The response type of every handler.
 pub type HttpResponse = Response<Full<Bytes>>;
@@ -85,12 +86,16 @@ fn method_label(m: &Method) -> &'static str {
     }
 }
 
-fn json(status: StatusCode, body: String) -> HttpResponse {
+fn respond(status: StatusCode, content_type: &'static str, body: String) -> HttpResponse {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
     r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
+}
+
+fn json(status: StatusCode, body: String) -> HttpResponse {
+    respond(status, "application/json", body)
 }
 
 fn error_response(e: &ApiError, app: &App) -> HttpResponse {
@@ -114,12 +119,8 @@ fn error_response(e: &ApiError, app: &App) -> HttpResponse {
 }
 
 fn metrics(app: &App) -> HttpResponse {
-    let mut r = Response::new(Full::new(Bytes::from(app.metrics.render())));
-    r.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-    );
-    r
+    let content_type = "text/plain; version=0.0.4; charset=utf-8";
+    respond(StatusCode::OK, content_type, app.metrics.render())
 }
 
 /// How the image arrives.
@@ -207,38 +208,7 @@ async fn predict(app: &App, req: Request<Incoming>) -> Result<HttpResponse, ApiE
         .admission
         .try_admit()
         .ok_or(ApiError::QueueFull(app.admission.limit()))?;
-
-    let work = async {
-        let body = read_body(req.into_body(), limit).await?;
-        let image = match kind {
-            BodyKind::Raw => body,
-            BodyKind::Multipart(boundary) => {
-                body.slice_ref(multipart::image_part(&body, &boundary)?)
-            }
-        };
-        let max_pixels = app.config.http.max_image_pixels;
-        let pre = app
-            .decode
-            .run(move || imaging::preprocess(&image, max_pixels))
-            .await
-            .map_err(|_| ApiError::QueueFull(app.admission.limit()))??;
-        let (tx, rx) = oneshot::channel();
-        let pending = Pending {
-            image: pre.pixels,
-            enqueued: Instant::now(),
-            deadline,
-            reply: tx,
-            permit,
-        };
-        pipeline
-            .requests
-            .try_send(pending)
-            .map_err(|_| ApiError::NotReady("draining"))?;
-        let out = rx
-            .await
-            .map_err(|_| ApiError::Engine(engine::EngineError::ShutDown))?;
-        Ok::<_, ApiError>((out.map_err(ApiError::Engine)?, pre.decode, pre.preprocess))
-    };
+    let work = classify(app, &pipeline, req.into_body(), kind, permit, deadline);
     let (out, decode, preprocess) = tokio::time::timeout_at(deadline.into(), work)
         .await
         .map_err(|_| ApiError::Deadline(timeout))??;
@@ -259,13 +229,47 @@ async fn predict(app: &App, req: Request<Incoming>) -> Result<HttpResponse, ApiE
     Ok(r)
 }
 
+/// Body → image bytes → decode pool → batcher → logits, with the decode and preprocess times.
+async fn classify(
+    app: &App,
+    pipeline: &Pipeline,
+    body: Incoming,
+    kind: BodyKind,
+    permit: Permit,
+    deadline: Instant,
+) -> Result<(InferOutput, Duration, Duration), ApiError> {
+    let body = read_body(body, app.config.http.max_body_bytes).await?;
+    let image = match kind {
+        BodyKind::Raw => body,
+        BodyKind::Multipart(boundary) => body.slice_ref(multipart::image_part(&body, &boundary)?),
+    };
+    let max_pixels = app.config.http.max_image_pixels;
+    let pre = app
+        .decode
+        .run(move || imaging::preprocess(&image, max_pixels))
+        .await
+        .map_err(|_| ApiError::QueueFull(app.admission.limit()))??;
+    let (tx, rx) = oneshot::channel();
+    let pending = Pending {
+        image: pre.pixels,
+        enqueued: Instant::now(),
+        deadline,
+        reply: tx,
+        permit,
+    };
+    pipeline
+        .requests
+        .try_send(pending)
+        .map_err(|_| ApiError::NotReady("draining"))?;
+    let out = rx
+        .await
+        .map_err(|_| ApiError::Engine(engine::EngineError::ShutDown))?;
+    Ok((out.map_err(ApiError::Engine)?, pre.decode, pre.preprocess))
+}
+
 impl App {
     /// Feeds the stage histograms and returns the matching `Server-Timing` header value.
-    fn observe_stages(
-        &self,
-        host: &[(&'static str, std::time::Duration)],
-        out: &InferOutput,
-    ) -> String {
+    fn observe_stages(&self, host: &[(&'static str, Duration)], out: &InferOutput) -> String {
         let engine = out.stages.iter().map(|s| (s.stage, s.duration));
         let all = host
             .iter()

@@ -16,6 +16,7 @@
 pub mod config;
 pub mod error;
 pub mod imaging;
+pub mod predict;
 pub mod telemetry;
 
 mod admission;
@@ -24,7 +25,6 @@ mod http;
 mod metrics;
 mod multipart;
 mod pool;
-mod predict;
 mod queue;
 mod serve;
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use engine::{Backend, BackendFactory, CpuBackend, CpuConfig, Lanes, ModelSource};
+use engine::{Backend, BackendFactory, CpuBackend, Lanes, ModelSource};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -148,12 +148,7 @@ fn start_pipeline(app: &App) -> Result<(Pipeline, JoinHandle<()>), ServeError> {
         .batching
         .max_batch_size
         .min(sig.fixed_batch.unwrap_or(usize::MAX));
-    let cpu = CpuConfig {
-        model: ModelSource::File(model.path.clone()),
-        intra_threads: mc.engine_threads,
-        normalization: models::IMAGENET_NORMALIZATION,
-        spinning: false,
-    };
+    let cpu = models::cpu_config(ModelSource::File(model.path.clone()), mc.engine_threads);
     let factory: BackendFactory =
         Arc::new(move |_lane| Ok(Box::new(CpuBackend::new(&cpu)?) as Box<dyn Backend>));
     let warmup = if mc.warmup {

@@ -6,23 +6,17 @@ mod common;
 use std::collections::HashSet;
 
 use common::{files, predict_multipart, TestServer};
-use engine::{Backend, BatchBuffer, CpuBackend, CpuConfig, ModelSource};
+use engine::{Backend, BatchBuffer, CpuBackend, ModelSource};
 
+/// The server's own top-5 (softmax over all classes), as `(class_id, probability)`.
 fn top5(logits: &[f32]) -> Vec<(usize, f32)> {
-    let mut p: Vec<(usize, f32)> = gateway_softmax(logits).into_iter().enumerate().collect();
-    p.sort_by(|a, b| b.1.total_cmp(&a.1));
-    p.truncate(5);
-    p
+    gateway::predict::top_k(logits, 5, &[])
+        .into_iter()
+        .map(|p| (p.class_id, p.probability))
+        .collect()
 }
 
-fn gateway_softmax(z: &[f32]) -> Vec<f32> {
-    let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let e: Vec<f64> = z.iter().map(|&v| f64::from(v - max).exp()).collect();
-    let s: f64 = e.iter().sum();
-    e.iter().map(|v| (v / s) as f32).collect()
-}
-
-/// Engine level, deterministic: image alone vs. slot 5 of a batch of 8 different images.
+/// Engine level, deterministic: each of 8 different images alone vs. inside one batch of all 8.
 #[test]
 fn same_image_alone_and_in_a_batch_of_8_agrees() {
     let dylib = std::env::var("ORT_DYLIB_PATH").unwrap();
@@ -33,13 +27,7 @@ fn same_image_alone_and_in_a_batch_of_8_agrees() {
         2,
     )
     .unwrap();
-    let mut backend = CpuBackend::new(&CpuConfig {
-        model: ModelSource::File(path),
-        intra_threads: 2,
-        normalization: models::IMAGENET_NORMALIZATION,
-        spinning: false,
-    })
-    .unwrap();
+    let mut backend = CpuBackend::new(&models::cpu_config(ModelSource::File(path), 2)).unwrap();
     let images: Vec<Vec<u8>> = files("good")
         .iter()
         .take(8)

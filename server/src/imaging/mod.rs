@@ -119,14 +119,7 @@ fn decode_jpeg(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, DecodeError> {
         jpeg::decode_huffman(bytes, &info)?
     };
     let orientation = info.exif.and_then(Orientation::from_exif_chunk);
-    Ok(match orientation {
-        Some(o) if o != Orientation::NoTransforms => {
-            let mut img = DynamicImage::ImageRgb8(rgb);
-            img.apply_orientation(o);
-            img.into_rgb8()
-        }
-        _ => rgb,
-    })
+    Ok(upright(DynamicImage::ImageRgb8(rgb), orientation))
 }
 
 fn decode_generic(
@@ -142,10 +135,16 @@ fn decode_generic(
     let mut decoder = reader.into_decoder().map_err(from_image_error)?;
     let (w, h) = decoder.dimensions();
     check_size(w, h, max_pixels)?;
-    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
-    let mut img = DynamicImage::from_decoder(decoder).map_err(from_image_error)?;
-    img.apply_orientation(orientation);
-    Ok(img.into_rgb8())
+    let orientation = decoder.orientation().ok();
+    let img = DynamicImage::from_decoder(decoder).map_err(from_image_error)?;
+    Ok(upright(img, orientation))
+}
+
+/// Applies the EXIF orientation (if any) and converts to RGB8, dropping alpha as Pillow's
+/// `convert("RGB")` does. An RGB8 image without rotation passes through without a copy.
+fn upright(mut img: DynamicImage, orientation: Option<Orientation>) -> RgbImage {
+    img.apply_orientation(orientation.unwrap_or(Orientation::NoTransforms));
+    img.into_rgb8()
 }
 
 fn from_image_error(e: image::ImageError) -> DecodeError {
