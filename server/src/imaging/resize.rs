@@ -77,18 +77,22 @@ impl Taps {
         (first, end)
     }
 
-    /// Output `o` from `read(i)` (the i-th input sample of one channel), rounded like Pillow.
+    /// Taps of output `o`: first input index and the fixed-point weights.
     #[inline]
-    fn apply(&self, o: usize, read: impl Fn(usize) -> u8) -> u8 {
-        let (xmin, n) = self.bounds[o];
-        let k = &self.coeffs[o * self.ksize..o * self.ksize + n];
-        let mut acc: i32 = 1 << (PRECISION_BITS - 1);
-        for (j, &c) in k.iter().enumerate() {
-            acc += i32::from(read(xmin + j)) * c;
-        }
-        (acc >> PRECISION_BITS).clamp(0, 255) as u8
+    fn taps(&self, o: usize) -> (usize, &[i32]) {
+        let (first, n) = self.bounds[o];
+        (first, &self.coeffs[o * self.ksize..o * self.ksize + n])
     }
 }
+
+/// Pillow's rounding of a fixed-point sum back to u8.
+#[inline]
+fn to_u8(acc: i32) -> u8 {
+    (acc >> PRECISION_BITS).clamp(0, 255) as u8
+}
+
+/// Pillow's initial value of every sum (half a unit, so the shift rounds).
+const HALF: i32 = 1 << (PRECISION_BITS - 1);
 
 /// Resizes an RGB8 image (`w × h`, row-major) so its shorter side is `shorter`, and returns
 /// the centre `crop × crop` square as RGB8.
@@ -107,8 +111,15 @@ pub fn resize_centre_crop(src: &[u8], w: usize, h: usize, shorter: usize, crop: 
         for (r, out_row) in tmp.chunks_exact_mut(crop * 3).enumerate() {
             let in_row = &src[(row0 + r) * w * 3..(row0 + r + 1) * w * 3];
             for (o, px) in out_row.chunks_exact_mut(3).enumerate() {
-                for (c, v) in px.iter_mut().enumerate() {
-                    *v = htaps.apply(o, |i| in_row[i * 3 + c]);
+                let (first, k) = htaps.taps(o);
+                let mut acc = [HALF; 3];
+                for (rgb, &c) in in_row[first * 3..].chunks_exact(3).zip(k) {
+                    for ch in 0..3 {
+                        acc[ch] += i32::from(rgb[ch]) * c;
+                    }
+                }
+                for ch in 0..3 {
+                    px[ch] = to_u8(acc[ch]);
                 }
             }
         }
@@ -120,11 +131,22 @@ pub fn resize_centre_crop(src: &[u8], w: usize, h: usize, shorter: usize, crop: 
     }
 
     let Some(vtaps) = vtaps else { return tmp };
-    let mut out = vec![0u8; crop * crop * 3];
+    // Vertical pass row by row: each output row is a weighted sum of whole input rows, which the
+    // compiler vectorises.
     let stride = crop * 3;
+    let mut out = vec![0u8; crop * stride];
+    let mut acc = vec![0i32; stride];
     for (o, out_row) in out.chunks_exact_mut(stride).enumerate() {
-        for (x, v) in out_row.iter_mut().enumerate() {
-            *v = vtaps.apply(o, |i| tmp[(i - row0) * stride + x]);
+        let (first, k) = vtaps.taps(o);
+        acc.fill(HALF);
+        for (j, &c) in k.iter().enumerate() {
+            let row = &tmp[(first + j - row0) * stride..(first + j - row0 + 1) * stride];
+            for (a, &v) in acc.iter_mut().zip(row) {
+                *a += i32::from(v) * c;
+            }
+        }
+        for (v, &a) in out_row.iter_mut().zip(&acc) {
+            *v = to_u8(a);
         }
     }
     out
