@@ -9,6 +9,9 @@ use clap::Parser as _;
 use loadtest::cli::{Cli, Plan};
 use loadtest::sweep;
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(true) => ExitCode::SUCCESS,

@@ -172,13 +172,13 @@ pub fn svg(report: &SweepReport, slo: &Slo, title: &str) -> String {
     };
     let (tail, median) = (pts(q), pts(50.0));
     let limit = slo.latency_limit();
-    let max_x = tail.iter().map(|p| p.0).fold(1.0, f64::max) * 1.1;
+    let max_x = nice(tail.iter().map(|p| p.0).fold(1.0, f64::max) * 1.05);
     let max_y = tail
         .iter()
         .map(|p| p.1)
         .chain(limit.iter().map(|l| l.1))
-        .fold(1.0, f64::max)
-        * 1.15;
+        .fold(1.0, f64::max);
+    let max_y = nice(max_y * 1.1);
     let sx = |x: f64| l + x / max_x * (w - l - r);
     let sy = |y: f64| h - b - y / max_y * (h - t - b);
     let mut s = String::new();
@@ -196,17 +196,19 @@ pub fn svg(report: &SweepReport, slo: &Slo, title: &str) -> String {
         let (xv, yv) = (max_x * i as f64 / 5.0, max_y * i as f64 / 5.0);
         let _ = writeln!(
             s,
-            r##"<line x1="{l}" x2="{}" y1="{y}" y2="{y}" stroke="#ddd"/><text x="{}" y="{}" text-anchor="end">{yv:.0}</text>"##,
+            r##"<line x1="{l}" x2="{}" y1="{y}" y2="{y}" stroke="#ddd"/><text x="{}" y="{}" text-anchor="end">{}</text>"##,
             w - r,
             l - 6.0,
             sy(yv) + 4.0,
+            tick(yv),
             y = sy(yv)
         );
         let _ = writeln!(
             s,
-            r#"<text x="{}" y="{}" text-anchor="middle">{xv:.0}</text>"#,
+            r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
             sx(xv),
-            h - b + 18.0
+            h - b + 18.0,
+            tick(xv)
         );
     }
     let _ = writeln!(
@@ -285,6 +287,20 @@ pub fn svg(report: &SweepReport, slo: &Slo, title: &str) -> String {
     }
     s.push_str("</svg>\n");
     s
+}
+
+/// The smallest 1, 2, 2.5 or 5 × 10ⁿ at or above `v`, so axis ticks (fifths) are round.
+fn nice(v: f64) -> f64 {
+    let p = 10f64.powf(v.log10().floor());
+    [1.0, 2.0, 2.5, 5.0, 10.0].iter().map(|m| m * p).find(|x| *x >= v).unwrap_or(10.0 * p)
+}
+
+fn tick(v: f64) -> String {
+    if v.fract().abs() < 1e-9 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
 }
 
 fn escape(s: &str) -> String {
