@@ -292,7 +292,11 @@ pub fn svg(report: &SweepReport, slo: &Slo, title: &str) -> String {
 /// The smallest 1, 2, 2.5 or 5 × 10ⁿ at or above `v`, so axis ticks (fifths) are round.
 fn nice(v: f64) -> f64 {
     let p = 10f64.powf(v.log10().floor());
-    [1.0, 2.0, 2.5, 5.0, 10.0].iter().map(|m| m * p).find(|x| *x >= v).unwrap_or(10.0 * p)
+    [1.0, 2.0, 2.5, 5.0, 10.0]
+        .iter()
+        .map(|m| m * p)
+        .find(|x| *x >= v)
+        .unwrap_or(10.0 * p)
 }
 
 fn tick(v: f64) -> String {

@@ -14,6 +14,7 @@ use engine::{BatchBuffer, BatchOutput, EngineError, Job, Lanes};
 
 use crate::metrics::Metrics;
 use crate::queue::{InferOutput, Pending, Queue};
+use crate::trace::{BatchSpan, Tracer};
 
 struct LaneState {
     in_flight: usize,
@@ -27,6 +28,16 @@ struct LaneState {
 struct Finished {
     lane: usize,
     buffer: BatchBuffer,
+}
+
+/// Where the batcher reports: metrics, and a span per executed batch that holds a traced request.
+pub struct Telemetry {
+    /// Batch size, queue wait, cancellations.
+    pub metrics: Metrics,
+    /// Batch spans.
+    pub tracer: Tracer,
+    /// `cpu` or `cuda:N`, for the batch span.
+    pub device: &'static str,
 }
 
 /// Settings of the batcher thread.
@@ -44,7 +55,7 @@ pub fn spawn(
     lanes: Lanes,
     buffers: Vec<Vec<BatchBuffer>>,
     requests: Receiver<Pending>,
-    metrics: Metrics,
+    telemetry: Telemetry,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let total: usize = buffers.iter().map(Vec::len).sum();
     let (done_tx, done_rx) = bounded(total.max(1));
@@ -62,7 +73,9 @@ pub fn spawn(
         state,
         queue: Queue::default(),
         done_tx,
-        metrics,
+        metrics: telemetry.metrics,
+        tracer: telemetry.tracer,
+        device: telemetry.device,
     };
     std::thread::Builder::new()
         .name("batcher".into())
@@ -79,6 +92,8 @@ struct Batcher {
     queue: Queue,
     done_tx: Sender<Finished>,
     metrics: Metrics,
+    tracer: Tracer,
+    device: &'static str,
 }
 
 impl Batcher {
@@ -167,6 +182,9 @@ impl Batcher {
             .expect("a lane with room has a free buffer");
         buffer.clear();
         let mut tickets = Vec::with_capacity(batch.len());
+        let links: Vec<_> = batch.iter().filter_map(|p| p.trace).collect();
+        let span =
+            (!links.is_empty()).then(|| BatchSpan::begin(&self.tracer, links, lane, self.device));
         for p in batch {
             buffer.push(&p.image);
             let wait = now - p.enqueued;
@@ -180,6 +198,9 @@ impl Batcher {
         let job = Job {
             batch: buffer,
             done: Box::new(move |buffer, result| {
+                if let Some(span) = span {
+                    span.end(n, result.as_ref().err());
+                }
                 reply_all(tickets, result);
                 let _ = done_tx.send(Finished { lane, buffer });
             }),

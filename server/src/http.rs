@@ -1,20 +1,23 @@
 //! Routing and handlers. Every response passes through [`handle`], which adds `x-request-id`,
 //! records the HTTP metrics and writes the access-log line.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::sync::oneshot;
 
 use crate::admission::Permit;
 use crate::error::ApiError;
+use crate::metrics::OPENMETRICS_CONTENT_TYPE;
 use crate::predict::{top_k, PredictResponse};
 use crate::queue::{InferOutput, Pending};
+use crate::trace::{RequestSpan, SpanKind, SpanRecord, Value};
 use crate::{imaging, multipart, App, Pipeline};
 
 /// The response type of every handler.
@@ -23,8 +26,12 @@ pub type HttpResponse = Response<Full<Bytes>>;
 const ROUTES: [&str; 4] = ["/predict", "/health", "/ready", "/metrics"];
 
 /// Serves one request.
-pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> HttpResponse {
-    let start = Instant::now();
+pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> HttpResponse {
+    let traceparent = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok());
+    let span = RequestSpan::begin(&app.tracer, traceparent);
     let method = method_label(req.method());
     let route = ROUTES
         .iter()
@@ -32,13 +39,16 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> HttpResponse {
         .find(|r| *r == req.uri().path())
         .unwrap_or("unknown");
     let request_id = app.request_id(req.headers());
+    let user_agent = header_string(req.headers(), "user-agent");
     let result = match (route, req.method()) {
         ("/health", &Method::GET) => Ok(json(StatusCode::OK, r#"{"status":"ok"}"#.into())),
         ("/ready", &Method::GET) => app
             .pipeline()
             .map(|_| json(StatusCode::OK, r#"{"status":"ready"}"#.into())),
-        ("/metrics", &Method::GET) if app.config.telemetry.enable_metrics => Ok(metrics(&app)),
-        ("/predict", &Method::POST) => predict(&app, req).await,
+        ("/metrics", &Method::GET) if app.config.telemetry.enable_metrics => {
+            Ok(metrics(&app, req.headers()))
+        }
+        ("/predict", &Method::POST) => predict(&app, req, &span).await,
         ("unknown", _) | ("/metrics", &Method::GET) => Err(ApiError::NotFound),
         _ => Err(ApiError::MethodNotAllowed),
     };
@@ -52,25 +62,86 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> HttpResponse {
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", v);
     }
-    let status = response.status();
-    let elapsed = start.elapsed();
-    app.metrics
-        .http_requests
-        .with_label_values(&[method, route, status.as_str()])
-        .inc();
-    app.metrics
-        .http_duration
-        .with_label_values(&[method, route])
-        .observe(elapsed.as_secs_f64());
-    tracing::info!(
-        request_id = %request_id,
+    let done = Done {
         method,
         route,
-        status = status.as_u16(),
+        status: response.status(),
+        request_id: &request_id,
+        user_agent,
+        peer,
+    };
+    finish(&app, &span, done);
+    response
+}
+
+/// What [`finish`] records about an answered request.
+struct Done<'a> {
+    method: &'static str,
+    route: &'static str,
+    status: StatusCode,
+    request_id: &'a str,
+    user_agent: Option<String>,
+    peer: SocketAddr,
+}
+
+/// Metrics (with the trace as exemplar), the server span, and the access-log line.
+fn finish(app: &App, span: &RequestSpan, d: Done<'_>) {
+    let elapsed = span.started().elapsed();
+    let trace_id = span.trace_id.to_string();
+    let exemplar = span.sampled.then(|| trace_id.clone());
+    let status = d.status.as_u16();
+    app.metrics.observe_request(
+        d.method,
+        d.route,
+        d.status.as_str(),
+        elapsed.as_secs_f64(),
+        exemplar,
+    );
+    if span.sampled {
+        let mut attributes = vec![
+            ("http.request.method", Value::Str(d.method.into())),
+            ("http.route", Value::Str(d.route.into())),
+            ("url.scheme", Value::Str("http".into())),
+            ("http.response.status_code", Value::Int(i64::from(status))),
+            ("network.protocol.version", Value::Str("1.1".into())),
+            ("server.port", Value::Int(i64::from(app.config.http.port))),
+            ("client.address", Value::Str(d.peer.ip().to_string())),
+            ("request.id", Value::Str(d.request_id.into())),
+        ];
+        if let Some(ua) = d.user_agent {
+            attributes.push(("user_agent.original", Value::Str(ua)));
+        }
+        if status >= 500 {
+            attributes.push(("error.type", Value::Str(d.status.as_str().into())));
+        }
+        app.tracer.record(SpanRecord {
+            trace_id: span.trace_id,
+            span_id: span.span_id,
+            parent: span.parent,
+            name: format!("{} {}", d.method, d.route).into(),
+            kind: SpanKind::Server,
+            start: span.wall(span.started()),
+            end: span.wall(span.started() + elapsed),
+            attributes,
+            links: Vec::new(),
+            error: (status >= 500).then(|| d.status.to_string()),
+        });
+    }
+    tracing::info!(
+        request_id = %d.request_id,
+        trace_id = %trace_id,
+        span_id = %span.span_id,
+        method = d.method,
+        route = d.route,
+        status,
         latency_ms = elapsed.as_secs_f64() * 1e3,
         "request"
     );
-    response
+}
+
+fn header_string(headers: &HeaderMap, name: &str) -> Option<String> {
+    let v = headers.get(name)?.to_str().ok()?;
+    Some(v.chars().take(256).collect())
 }
 
 fn method_label(m: &Method) -> &'static str {
@@ -118,7 +189,16 @@ fn error_response(e: &ApiError, app: &App) -> HttpResponse {
     r
 }
 
-fn metrics(app: &App) -> HttpResponse {
+/// The classic text format, or OpenMetrics (with exemplars) when the scraper accepts it.
+fn metrics(app: &App, headers: &HeaderMap) -> HttpResponse {
+    let accept = headers
+        .get(ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if accept.contains("application/openmetrics-text") {
+        let body = app.metrics.render_openmetrics();
+        return respond(StatusCode::OK, OPENMETRICS_CONTENT_TYPE, body);
+    }
     let content_type = "text/plain; version=0.0.4; charset=utf-8";
     respond(StatusCode::OK, content_type, app.metrics.render())
 }
@@ -188,8 +268,12 @@ async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
     }
 }
 
-async fn predict(app: &App, req: Request<Incoming>) -> Result<HttpResponse, ApiError> {
-    let received = Instant::now();
+async fn predict(
+    app: &App,
+    req: Request<Incoming>,
+    span: &RequestSpan,
+) -> Result<HttpResponse, ApiError> {
+    let received = span.started();
     let timeout = app.config.http.request_timeout;
     let deadline = received + timeout;
     let pipeline = app.pipeline()?;
@@ -208,12 +292,20 @@ async fn predict(app: &App, req: Request<Incoming>) -> Result<HttpResponse, ApiE
         .admission
         .try_admit()
         .ok_or(ApiError::QueueFull(app.admission.limit()))?;
-    let work = classify(app, &pipeline, req.into_body(), kind, permit, deadline);
-    let (out, decode, preprocess) = tokio::time::timeout_at(deadline.into(), work)
+    let work = classify(
+        app,
+        &pipeline,
+        req.into_body(),
+        kind,
+        permit,
+        deadline,
+        span,
+    );
+    let c = tokio::time::timeout_at(deadline.into(), work)
         .await
         .map_err(|_| ApiError::Deadline(timeout))??;
-
-    let stages = [("decode", decode), ("preprocess", preprocess)];
+    let out = c.out;
+    let stages = [("decode", c.decode), ("preprocess", c.preprocess)];
     let server_timing = app.observe_stages(&stages, &out);
     let body = PredictResponse {
         model: &app.config.model.name,
@@ -229,7 +321,15 @@ async fn predict(app: &App, req: Request<Incoming>) -> Result<HttpResponse, ApiE
     Ok(r)
 }
 
-/// Body → image bytes → decode pool → batcher → logits, with the decode and preprocess times.
+/// What [`classify`] found and what it cost.
+struct Classified {
+    out: InferOutput,
+    decode: Duration,
+    preprocess: Duration,
+}
+
+/// Body → image bytes → decode pool → batcher → logits, with the decode and preprocess times;
+/// records the decode, preprocess and queue spans of a traced request.
 async fn classify(
     app: &App,
     pipeline: &Pipeline,
@@ -237,7 +337,8 @@ async fn classify(
     kind: BodyKind,
     permit: Permit,
     deadline: Instant,
-) -> Result<(InferOutput, Duration, Duration), ApiError> {
+    span: &RequestSpan,
+) -> Result<Classified, ApiError> {
     let body = read_body(body, app.config.http.max_body_bytes).await?;
     let image = match kind {
         BodyKind::Raw => body,
@@ -256,15 +357,34 @@ async fn classify(
         deadline,
         reply: tx,
         permit,
+        trace: span.link(),
     };
+    let enqueued = pending.enqueued;
     pipeline
         .requests
         .try_send(pending)
         .map_err(|_| ApiError::NotReady("draining"))?;
     let out = rx
         .await
-        .map_err(|_| ApiError::Engine(engine::EngineError::ShutDown))?;
-    Ok((out.map_err(ApiError::Engine)?, pre.decode, pre.preprocess))
+        .map_err(|_| ApiError::Engine(engine::EngineError::ShutDown))?
+        .map_err(ApiError::Engine)?;
+    if span.sampled {
+        let decoded = pre.started + pre.decode;
+        app.tracer
+            .record(span.child("decode", pre.started, decoded));
+        app.tracer
+            .record(span.child("preprocess", decoded, decoded + pre.preprocess));
+        let mut queue = span.child("queue", enqueued, enqueued + out.queue_wait);
+        queue
+            .attributes
+            .push(("inference.batch_size", Value::Int(out.batch_size as i64)));
+        app.tracer.record(queue);
+    }
+    Ok(Classified {
+        out,
+        decode: pre.decode,
+        preprocess: pre.preprocess,
+    })
 }
 
 impl App {

@@ -18,6 +18,7 @@ pub mod error;
 pub mod imaging;
 pub mod predict;
 pub mod telemetry;
+pub mod trace;
 
 mod admission;
 mod batcher;
@@ -61,13 +62,22 @@ pub(crate) struct App {
     pipeline: RwLock<Option<Arc<Pipeline>>>,
     draining: AtomicBool,
     ids: (RandomState, AtomicU64),
+    tracer: trace::Tracer,
 }
 
 impl App {
-    fn new(config: Config) -> std::io::Result<Self> {
+    /// The shared state, and the trace exporter when tracing is on (flushed last at shutdown).
+    fn new(config: Config) -> std::io::Result<(Self, Option<trace::Exporter>)> {
         let metrics = Metrics::new();
         let queue = config.batching.max_queue_size;
-        Ok(Self {
+        let (tracer, exporter) = if config.telemetry.trace.enabled {
+            let (t, e) =
+                trace::Tracer::start(&config.telemetry.trace, metrics.spans_dropped.clone())?;
+            (t, Some(e))
+        } else {
+            (trace::Tracer::disabled(), None)
+        };
+        let app = Self {
             admission: Admission::new(queue, metrics.queue_depth.clone()),
             decode: BlockingPool::new("decode", config.model.decode_threads, queue)?,
             metrics,
@@ -75,7 +85,9 @@ impl App {
             pipeline: RwLock::new(None),
             draining: AtomicBool::new(false),
             ids: (RandomState::new(), AtomicU64::new(0)),
-        })
+            tracer,
+        };
+        Ok((app, exporter))
     }
 
     /// The pipeline, when loaded and not draining.
@@ -148,7 +160,9 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        App::new(Config::from_lookup(|k| map.get(k).cloned()).unwrap()).unwrap()
+        App::new(Config::from_lookup(|k| map.get(k).cloned()).unwrap())
+            .unwrap()
+            .0
     }
 
     #[test]

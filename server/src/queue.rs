@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use crate::admission::Permit;
+use crate::trace::{SpanId, TraceId};
 
 /// What a request receives from the engine.
 #[derive(Debug)]
@@ -38,6 +39,8 @@ pub struct Pending {
     /// Its place in the admission count, released when its batch starts (held for its `Drop`).
     #[allow(dead_code)]
     pub permit: Permit,
+    /// The request's span, when it is traced: the batch span links to it.
+    pub trace: Option<(TraceId, SpanId)>,
 }
 
 impl Pending {
@@ -125,6 +128,7 @@ mod tests {
             deadline: at + ttl,
             reply: tx,
             permit: adm.try_admit().unwrap(),
+            trace: None,
         };
         (p, rx)
     }

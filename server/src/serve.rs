@@ -45,7 +45,18 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
     warn_unimplemented(&config);
-    let app = Arc::new(App::new(config)?);
+    let (app, exporter) = App::new(config)?;
+    let app = Arc::new(app);
+    if let Some(t) = app
+        .config
+        .telemetry
+        .trace
+        .enabled
+        .then_some(&app.config.telemetry.trace)
+    {
+        let e = &t.endpoint;
+        tracing::info!(endpoint = %format!("http://{}:{}{}", e.host, e.port, e.path), sampler = ?t.sampler, "exporting traces");
+    }
     let loader = tokio::task::spawn_blocking({
         let app = app.clone();
         move || start_pipeline(&app)
@@ -56,12 +67,12 @@ pub async fn run(
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
+                Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     let app = app.clone();
                     let svc = service_fn(move |req| {
                         let app = app.clone();
-                        async move { Ok::<_, Infallible>(http::handle(app, req).await) }
+                        async move { Ok::<_, Infallible>(http::handle(app, req, peer).await) }
                     });
                     let conn = hyper::server::conn::http1::Builder::new()
                         .timer(TokioTimer::new())
@@ -86,6 +97,16 @@ pub async fn run(
         }
     }
     drain(&app, listener, graceful, batcher_thread).await;
+    if let Some(exporter) = exporter {
+        // Last: the spans of every drained request are queued by now.
+        let grace = app
+            .config
+            .http
+            .graceful_shutdown_timeout
+            .min(Duration::from_secs(5));
+        let _ = tokio::task::spawn_blocking(move || exporter.shutdown(grace)).await;
+    }
+    tracing::info!("stopped");
     Ok(())
 }
 
@@ -117,17 +138,11 @@ async fn drain(
             tracing::warn!("the engine did not finish before the shutdown deadline");
         }
     }
-    tracing::info!("stopped");
 }
 
 fn warn_unimplemented(config: &Config) {
     if config.model.reload {
         tracing::warn!("RELOAD=true is not supported yet: the model file is not watched");
-    }
-    if config.telemetry.enable_tracing {
-        tracing::warn!(
-            "ENABLE_TRACING=true: trace export is not implemented yet; no spans are sent"
-        );
     }
 }
 
@@ -164,7 +179,12 @@ fn start_pipeline(app: &App) -> Result<(Pipeline, JoinHandle<()>), ServeError> {
         max_batch,
         max_delay: app.config.batching.max_batch_delay,
     };
-    let thread = batcher::spawn(config, lanes, buffers, rx, app.metrics.clone())?;
+    let telemetry = batcher::Telemetry {
+        metrics: app.metrics.clone(),
+        tracer: app.tracer.clone(),
+        device: "cpu",
+    };
+    let thread = batcher::spawn(config, lanes, buffers, rx, telemetry)?;
     let version = match model.origin {
         "builtin" => format!("builtin-seed{}-v{}", mc.seed, models::GENERATOR_VERSION),
         _ => model

@@ -48,6 +48,8 @@ pub struct Preprocessed {
     pub decode: Duration,
     /// Time to resize and crop.
     pub preprocess: Duration,
+    /// When decoding started (for trace spans).
+    pub started: Instant,
 }
 
 /// Decodes `bytes` and resizes/crops to the network input.
@@ -62,6 +64,7 @@ pub fn preprocess(bytes: &[u8], max_pixels: u64) -> Result<Preprocessed, DecodeE
         pixels,
         decode: decoded - start,
         preprocess: decoded.elapsed(),
+        started: start,
     })
 }
 

@@ -1,6 +1,18 @@
 //! Every metric, registered once, in one typed struct. Durations are seconds with buckets chosen
 //! for this workload (1 ms … 30 s for requests; 100 µs … 10 s for stages); batch sizes are
 //! powers of two.
+//!
+//! `/metrics` speaks both exposition formats: the classic text format by default, and
+//! OpenMetrics (with exemplars: the trace id of a sampled request in its latency bucket) when the
+//! scraper asks for it, as Prometheus does.
+
+mod exemplars;
+mod openmetrics;
+
+use std::sync::Arc;
+
+pub use exemplars::Exemplars;
+pub use openmetrics::CONTENT_TYPE as OPENMETRICS_CONTENT_TYPE;
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -37,6 +49,10 @@ pub struct Metrics {
     pub rejected: IntCounterVec,
     /// `model_info{model,version,device,precision}`.
     pub model_info: IntGaugeVec,
+    /// `trace_spans_dropped_total{reason}`: spans not exported (`queue_full`, `export_failed`).
+    pub spans_dropped: IntCounterVec,
+    /// Exemplars of `http_request_duration_seconds`.
+    exemplars: Arc<Exemplars>,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
@@ -131,6 +147,15 @@ impl Metrics {
                 )
                 .expect("valid"),
             ),
+            spans_dropped: register(
+                &r,
+                IntCounterVec::new(
+                    Opts::new("trace_spans_dropped_total", "Spans not exported, by reason"),
+                    &["reason"],
+                )
+                .expect("valid"),
+            ),
+            exemplars: Arc::new(Exemplars::new(REQUEST_BUCKETS)),
             registry: r,
         };
         #[cfg(target_os = "linux")]
@@ -140,6 +165,39 @@ impl Metrics {
             ))
             .expect("process metrics register once");
         m
+    }
+
+    /// Records one HTTP request: its count, its duration and, when it was traced, its trace id
+    /// as the exemplar of its latency bucket.
+    pub fn observe_request(
+        &self,
+        method: &'static str,
+        route: &'static str,
+        status: &str,
+        seconds: f64,
+        trace_id: Option<String>,
+    ) {
+        self.http_requests
+            .with_label_values(&[method, route, status])
+            .inc();
+        self.http_duration
+            .with_label_values(&[method, route])
+            .observe(seconds);
+        if let Some(id) = trace_id {
+            self.exemplars.observe(method, route, seconds, id);
+        }
+    }
+
+    /// OpenMetrics exposition (with exemplars) of everything registered.
+    pub fn render_openmetrics(&self) -> String {
+        openmetrics::encode(&self.registry.gather(), |family, labels, bucket| {
+            if family != "http_request_duration_seconds" {
+                return None;
+            }
+            let label = |n: &str| labels.iter().find(|l| l.name() == n).map(|l| l.value());
+            self.exemplars
+                .get(label("method")?, label("route")?, bucket)
+        })
     }
 
     /// Prometheus text exposition of everything registered.

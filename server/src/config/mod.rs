@@ -1,6 +1,8 @@
 //! Configuration: read once from the environment (and `.env`), validated, split into typed parts.
 //! A bad value stops the server at start with a message that names the variable.
 
+mod otel;
+
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -115,10 +117,8 @@ pub struct TelemetryConfig {
     pub log_format: LogFormat,
     /// `ENABLE_METRICS`: serve `/metrics`.
     pub enable_metrics: bool,
-    /// `ENABLE_TRACING`.
-    pub enable_tracing: bool,
-    /// `OTEL_EXPORTER_OTLP_ENDPOINT`.
-    pub otlp_endpoint: Option<String>,
+    /// `ENABLE_TRACING` and the standard `OTEL_*` variables.
+    pub trace: crate::trace::TraceConfig,
 }
 
 /// A variable with a value we cannot use.
@@ -250,8 +250,7 @@ impl Config {
                     }
                 })?,
                 enable_metrics: env.flag("ENABLE_METRICS", true)?,
-                enable_tracing: env.flag("ENABLE_TRACING", false)?,
-                otlp_endpoint: env.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
+                trace: otel::trace_config(&env)?,
             },
         })
     }
