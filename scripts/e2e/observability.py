@@ -1,0 +1,237 @@
+"""End-to-end observability check against real tools (run by .ci/run).
+
+Starts the gateway (JSON logs, tracing on), a real Prometheus scraping it every second (with
+exemplar storage), and an OTLP/HTTP receiver that decodes with the official opentelemetry-proto
+schema; drives load with the bundled `loadtest` (a fixed `traceparent`) plus some bad requests;
+then asserts through Prometheus' HTTP API, `promtool check metrics`, the receiver's spans and
+the log lines. Exits non-zero with the failed checks listed.
+
+Usage: python3 scripts/e2e/observability.py [--gateway BIN] [--loadtest BIN]
+Needs: prometheus and promtool on PATH (apt-get install prometheus), pip install opentelemetry-proto protobuf.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(__file__))
+from otlp_receiver import Receiver  # noqa: E402
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+IMAGES = os.path.join(ROOT, "..", "shared", "testdata", "images")
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT_ID = "00f067aa0ba902b7"
+HISTOGRAMS = [
+    "http_request_duration_seconds",
+    "inference_batch_size",
+    "inference_queue_wait_seconds",
+    "inference_stage_duration_seconds",
+]
+failures = []
+
+
+def check(ok, what):
+    print(("ok   " if ok else "FAIL ") + what, flush=True)
+    if not ok:
+        failures.append(what)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url, timeout=5, headers=None):
+    req = urllib.request.Request(url, headers=headers or {})
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return r.status, r.read()
+
+
+def wait_until(fn, seconds, what):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            if fn():
+                return True
+        except Exception:  # noqa: BLE001 - not up yet
+            pass
+        time.sleep(0.25)
+    raise SystemExit(f"timed out waiting for {what}")
+
+
+def prom_query(prom, expr):
+    url = f"http://127.0.0.1:{prom}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    body = json.loads(get(url)[1])
+    assert body["status"] == "success", body
+    return [float(r["value"][1]) for r in body["data"]["result"]]
+
+
+def start_gateway(binary, port, otlp_port, log):
+    env = dict(os.environ)
+    env.update(
+        PORT=str(port),
+        HOST="127.0.0.1",
+        LOG_FORMAT="json",
+        LOG_LEVEL="INFO",
+        APP_NAME="inference-gateway-e2e",
+        APP_VERSION="e2e-1",
+        ENABLE_TRACING="true",
+        OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{otlp_port}",
+        OTEL_BSP_SCHEDULE_DELAY="200",
+        MODEL_CACHE_DIR=os.path.join(ROOT, ".cache", "models"),
+        ORT_DYLIB_PATH=os.path.join(ROOT, ".cache", "onnxruntime", "libonnxruntime.so"),
+    )
+    return subprocess.Popen([binary], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+
+
+def start_prometheus(tmp, prom_port, target_port):
+    cfg = os.path.join(tmp, "prometheus.yml")
+    with open(cfg, "w") as f:
+        f.write(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+            "scrape_configs:\n  - job_name: gateway\n    static_configs:\n"
+            f"      - targets: ['127.0.0.1:{target_port}']\n"
+        )
+    args = [
+        "prometheus",
+        f"--config.file={cfg}",
+        f"--storage.tsdb.path={os.path.join(tmp, 'data')}",
+        f"--web.listen-address=127.0.0.1:{prom_port}",
+        "--enable-feature=exemplar-storage",
+    ]
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmp, "prom.log"), "w"))
+
+
+def drive_load(loadtest, port):
+    url = f"http://127.0.0.1:{port}/predict"
+    traceparent = f"traceparent: 00-{TRACE_ID}-{PARENT_ID}-01"
+    cmd = [loadtest, "--url", url, "--images", os.path.join(IMAGES, "good"), "-c", "4", "-d", "8s",
+           "--warmup", "1s", "-H", traceparent, "-q", "--slo", "errors<1%"]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    print(run.stdout, flush=True)
+    check(run.returncode == 0, "load ran with < 1% errors")
+    for path in sorted(os.listdir(os.path.join(IMAGES, "bad")))[:3]:
+        data = open(os.path.join(IMAGES, "bad", path), "rb").read()
+        req = urllib.request.Request(url, data=data, headers={"content-type": "image/jpeg"})
+        try:
+            urllib.request.urlopen(req, timeout=10)
+        except urllib.error.HTTPError:
+            pass
+    try:
+        get(f"http://127.0.0.1:{port}/no/such/path")
+    except urllib.error.HTTPError:
+        pass
+
+
+def check_prometheus(prom, port):
+    check(prom_query(prom, 'up{job="gateway"}') == [1.0], "Prometheus scrapes the gateway (OpenMetrics parsed)")
+    rate = sum(prom_query(prom, "sum(rate(http_requests_total[30s]))"))
+    check(rate > 0, f"request rate through Prometheus > 0 ({rate:.2f}/s)")
+    for h in HISTOGRAMS:
+        n = sum(prom_query(prom, f"sum({h}_count)"))
+        check(n > 0, f"{h} has observations ({n:.0f})")
+    rejects = sum(prom_query(prom, 'sum(inference_requests_rejected_total{reason="bad_input"})'))
+    check(rejects > 0, f"bad inputs counted as rejects ({rejects:.0f})")
+    routes = prom_query(prom, 'count(count by (route) (http_requests_total))')
+    check(routes and routes[0] <= 5, f"route label is bounded ({routes})")
+    check(prom_query(prom, "model_info") == [1.0], "model_info is 1")
+    check(sum(prom_query(prom, "process_resident_memory_bytes")) > 0, "process metrics exported")
+    now = time.time()
+    url = f"http://127.0.0.1:{prom}/api/v1/query_exemplars?" + urllib.parse.urlencode(
+        {"query": "http_request_duration_seconds_bucket", "start": now - 300, "end": now + 5})
+    data = json.loads(get(url)[1])["data"]
+    ids = {e["labels"].get("trace_id") for series in data for e in series["exemplars"]}
+    check(TRACE_ID in ids, f"latency exemplars lead to the client's trace ({len(ids)} trace ids)")
+    text = get(f"http://127.0.0.1:{port}/metrics")[1]
+    lint = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True)
+    problems = (lint.stdout + lint.stderr).decode().strip()
+    check(lint.returncode == 0 and not problems, f"promtool check metrics finds nothing {problems!r}")
+
+
+def check_spans(receiver):
+    spans = receiver.spans()
+    check(receiver.bad == 0, f"every export decoded ({receiver.requests} exports)")
+    servers = [s for s in spans if s["trace_id"] == TRACE_ID and s["kind"] == 2]
+    check(len(servers) > 0, f"server spans in the client's trace ({len(servers)})")
+    check(all(s["parent_span_id"] == PARENT_ID for s in servers), "their parent is the client's span")
+    check(all(s["resource"].get("service.name") == "inference-gateway-e2e" for s in spans), "service.name = APP_NAME")
+    check(all(s["resource"].get("service.version") == "e2e-1" for s in spans), "service.version = APP_VERSION")
+    ok_servers = [s for s in servers if s["attributes"].get("http.response.status_code") == 200]
+    by_parent = {}
+    for s in spans:
+        by_parent.setdefault(s["parent_span_id"], []).append(s["name"])
+    nested = [s for s in ok_servers if sorted(by_parent.get(s["span_id"], [])) == ["decode", "preprocess", "queue"]]
+    check(ok_servers and len(nested) == len(ok_servers), f"request span is the parent of decode, preprocess, queue ({len(nested)}/{len(ok_servers)})")
+    attrs = ok_servers[0]["attributes"] if ok_servers else {}
+    check(attrs.get("http.request.method") == "POST" and attrs.get("http.route") == "/predict", "semantic-convention attributes")
+    linked = {sid for s in spans if s["name"] == "inference.batch" for (tid, sid) in s["links"] if tid == TRACE_ID}
+    covered = sum(1 for s in ok_servers if s["span_id"] in linked)
+    check(ok_servers and covered == len(ok_servers), f"batch spans link back to every request ({covered}/{len(ok_servers)})")
+    batches = [s for s in spans if s["name"] == "inference.batch"]
+    check(all("inference.batch_size" in b["attributes"] and b["attributes"].get("inference.device") == "cpu" for b in batches), "batch spans carry size and device")
+
+
+def check_logs(path):
+    lines = [l for l in open(path).read().splitlines() if l.strip()]
+    parsed = []
+    for l in lines:
+        try:
+            parsed.append(json.loads(l))
+        except ValueError:
+            check(False, f"log line is JSON: {l[:120]!r}")
+            return
+    access = [p for p in parsed if p.get("message") == "request"]
+    check(len(access) > 0, f"one access-log line per request ({len(access)})")
+    keys = {"timestamp", "level", "message", "request_id", "trace_id", "span_id", "route", "status", "latency_ms"}
+    check(all(keys <= set(p) for p in access), "access lines carry time, level, ids, route, status, latency")
+    check(any(p.get("trace_id") == TRACE_ID for p in access), "the client's trace id appears in the logs")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--gateway", default=os.path.join(ROOT, "target", "debug", "inference-gateway"))
+    ap.add_argument("--loadtest", default=os.path.join(ROOT, "target", "debug", "loadtest"))
+    args = ap.parse_args()
+    for tool in ("prometheus", "promtool"):
+        if not shutil.which(tool):
+            raise SystemExit(f"{tool} not found: apt-get install prometheus")
+    tmp = tempfile.mkdtemp(prefix="e2e-obs-")
+    receiver = Receiver()
+    otlp_port = receiver.start()
+    port, prom_port = free_port(), free_port()
+    log_path = os.path.join(tmp, "gateway.log")
+    gateway = start_gateway(args.gateway, port, otlp_port, open(log_path, "w"))
+    prom = None
+    try:
+        wait_until(lambda: get(f"http://127.0.0.1:{port}/ready")[0] == 200, 180, "the gateway to be ready")
+        prom = start_prometheus(tmp, prom_port, port)
+        wait_until(lambda: prom_query(prom_port, 'up{job="gateway"}') == [1.0], 60, "Prometheus' first scrape")
+        drive_load(args.loadtest, port)
+        time.sleep(3)  # three more scrapes, and the exporter's 200 ms schedule
+        check_prometheus(prom_port, port)
+        check_spans(receiver)
+    finally:
+        gateway.terminate()
+        code = gateway.wait(timeout=60)
+        if prom:
+            prom.terminate()
+            prom.wait(timeout=30)
+    check(code == 0, f"the gateway exits 0 on SIGTERM ({code})")
+    check_logs(log_path)
+    if failures:
+        print(f"\n{len(failures)} check(s) failed; logs in {tmp}", flush=True)
+        sys.exit(1)
+    print("\nall observability checks passed", flush=True)
+
+
+if __name__ == "__main__":
+    main()
