@@ -1,6 +1,7 @@
 //! Routing and handlers. Every response passes through [`handle`], which adds `x-request-id`,
 //! records the HTTP metrics and writes the access-log line.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -94,8 +95,7 @@ struct Done<'a> {
 /// Metrics (with the trace as exemplar), the server span, and the access-log line.
 fn finish(app: &App, span: &RequestSpan, d: Done<'_>) {
     let elapsed = span.started().elapsed();
-    let trace_id = span.trace_id.to_string();
-    let exemplar = span.sampled.then(|| trace_id.clone());
+    let exemplar = span.sampled.then(|| span.trace_id.to_string());
     let status = d.status.as_u16();
     app.metrics.observe_request(
         d.method,
@@ -112,20 +112,20 @@ fn finish(app: &App, span: &RequestSpan, d: Done<'_>) {
             ("http.response.status_code", Value::Int(i64::from(status))),
             ("network.protocol.version", Value::Str("1.1".into())),
             ("server.port", Value::Int(i64::from(app.config.http.port))),
-            ("client.address", Value::Str(d.peer.ip().to_string())),
-            ("request.id", Value::Str(d.request_id.into())),
+            ("client.address", Value::Str(d.peer.ip().to_string().into())),
+            ("request.id", Value::Str(d.request_id.to_owned().into())),
         ];
         if let Some(ua) = d.user_agent {
-            attributes.push(("user_agent.original", Value::Str(ua)));
+            attributes.push(("user_agent.original", Value::Str(ua.into())));
         }
         if status >= 500 {
-            attributes.push(("error.type", Value::Str(d.status.as_str().into())));
+            attributes.push(("error.type", Value::Str(d.status.as_str().to_owned().into())));
         }
         app.tracer.record(SpanRecord {
             trace_id: span.trace_id,
             span_id: span.span_id,
             parent: span.parent,
-            name: format!("{} {}", d.method, d.route).into(),
+            name: span_name(d.method, d.route),
             kind: SpanKind::Server,
             start: span.wall(span.started()),
             end: span.wall(span.started() + elapsed),
@@ -136,7 +136,7 @@ fn finish(app: &App, span: &RequestSpan, d: Done<'_>) {
     }
     tracing::info!(
         request_id = %d.request_id,
-        trace_id = %trace_id,
+        trace_id = %span.trace_id,
         span_id = %span.span_id,
         method = d.method,
         route = d.route,
@@ -144,6 +144,17 @@ fn finish(app: &App, span: &RequestSpan, d: Done<'_>) {
         latency_ms = elapsed.as_secs_f64() * 1e3,
         "request"
     );
+}
+
+/// `METHOD route`, static for the routes and methods that carry traffic.
+fn span_name(method: &'static str, route: &'static str) -> Cow<'static, str> {
+    match (method, route) {
+        ("POST", "/predict") => Cow::Borrowed("POST /predict"),
+        ("GET", "/health") => Cow::Borrowed("GET /health"),
+        ("GET", "/ready") => Cow::Borrowed("GET /ready"),
+        ("GET", "/metrics") => Cow::Borrowed("GET /metrics"),
+        _ => Cow::Owned(format!("{method} {route}")),
+    }
 }
 
 fn header_string(headers: &HeaderMap, name: &str) -> Option<String> {

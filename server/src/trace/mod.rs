@@ -103,8 +103,8 @@ impl Endpoint {
 /// A span attribute value.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
-    /// Text.
-    Str(String),
+    /// Text (borrowed when static, so constant attributes cost no allocation).
+    Str(Cow<'static, str>),
     /// Integer.
     Int(i64),
     /// Float.

@@ -138,7 +138,7 @@ pub fn kv(key: &str, value: impl Into<String>) -> KeyValue {
 fn attribute(key: &str, value: &Value) -> KeyValue {
     use any_value::Value as V;
     let v = match value {
-        Value::Str(s) => V::StringValue(s.clone()),
+        Value::Str(s) => V::StringValue(s.to_string()),
         Value::Int(i) => V::IntValue(*i),
         Value::F64(f) => V::DoubleValue(*f),
         Value::Bool(b) => V::BoolValue(*b),

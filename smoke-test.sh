@@ -1,0 +1,1 @@
+deploy/scripts/smoke-test.sh
