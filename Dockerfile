@@ -35,5 +35,5 @@ ENV HOST=0.0.0.0 \
 USER 1000:1000
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-  CMD curl -fsS http://127.0.0.1:8000/health || exit 1
+  CMD ["curl", "-fsS", "-o", "/dev/null", "http://127.0.0.1:8000/health"]
 ENTRYPOINT ["/usr/local/bin/inference-gateway"]

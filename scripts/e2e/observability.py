@@ -14,19 +14,20 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
+from harness import (  # noqa: E402
+    IMAGES, ROOT, check, failures, free_port, get, prom_query, start_gateway, start_prometheus, wait_until,
+)
 from otlp_receiver import Receiver  # noqa: E402
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-IMAGES = os.path.join(ROOT, "..", "shared", "testdata", "images")
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
 HISTOGRAMS = [
@@ -35,80 +36,6 @@ HISTOGRAMS = [
     "inference_queue_wait_seconds",
     "inference_stage_duration_seconds",
 ]
-failures = []
-
-
-def check(ok, what):
-    print(("ok   " if ok else "FAIL ") + what, flush=True)
-    if not ok:
-        failures.append(what)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def get(url, timeout=5, headers=None):
-    req = urllib.request.Request(url, headers=headers or {})
-    with urllib.request.urlopen(req, timeout=timeout) as r:
-        return r.status, r.read()
-
-
-def wait_until(fn, seconds, what):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        try:
-            if fn():
-                return True
-        except Exception:  # noqa: BLE001 - not up yet
-            pass
-        time.sleep(0.25)
-    raise SystemExit(f"timed out waiting for {what}")
-
-
-def prom_query(prom, expr):
-    url = f"http://127.0.0.1:{prom}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-    body = json.loads(get(url)[1])
-    assert body["status"] == "success", body
-    return [float(r["value"][1]) for r in body["data"]["result"]]
-
-
-def start_gateway(binary, port, otlp_port, log):
-    env = dict(os.environ)
-    env.update(
-        PORT=str(port),
-        HOST="127.0.0.1",
-        LOG_FORMAT="json",
-        LOG_LEVEL="INFO",
-        APP_NAME="inference-gateway-e2e",
-        APP_VERSION="e2e-1",
-        ENABLE_TRACING="true",
-        OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{otlp_port}",
-        OTEL_BSP_SCHEDULE_DELAY="200",
-        MODEL_CACHE_DIR=os.path.join(ROOT, ".cache", "models"),
-        ORT_DYLIB_PATH=os.path.join(ROOT, ".cache", "onnxruntime", "libonnxruntime.so"),
-    )
-    return subprocess.Popen([binary], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-
-
-def start_prometheus(tmp, prom_port, target_port):
-    cfg = os.path.join(tmp, "prometheus.yml")
-    with open(cfg, "w") as f:
-        f.write(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-            "scrape_configs:\n  - job_name: gateway\n    static_configs:\n"
-            f"      - targets: ['127.0.0.1:{target_port}']\n"
-        )
-    args = [
-        "prometheus",
-        f"--config.file={cfg}",
-        f"--storage.tsdb.path={os.path.join(tmp, 'data')}",
-        f"--web.listen-address=127.0.0.1:{prom_port}",
-        "--enable-feature=exemplar-storage",
-    ]
-    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmp, "prom.log"), "w"))
 
 
 def drive_load(loadtest, port):
@@ -209,7 +136,11 @@ def main():
     otlp_port = receiver.start()
     port, prom_port = free_port(), free_port()
     log_path = os.path.join(tmp, "gateway.log")
-    gateway = start_gateway(args.gateway, port, otlp_port, open(log_path, "w"))
+    gateway = start_gateway(
+        args.gateway, port, open(log_path, "w"),
+        APP_NAME="inference-gateway-e2e", APP_VERSION="e2e-1", ENABLE_TRACING="true",
+        OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{otlp_port}", OTEL_BSP_SCHEDULE_DELAY="200",
+    )
     prom = None
     try:
         wait_until(lambda: get(f"http://127.0.0.1:{port}/ready")[0] == 200, 180, "the gateway to be ready")

@@ -1,0 +1,90 @@
+"""Helpers shared by the end-to-end checks: ports, HTTP, waiting, the gateway and Prometheus."""
+
+import json
+import os
+import socket
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+IMAGES = os.path.join(ROOT, "..", "shared", "testdata", "images")
+failures = []
+
+
+def check(ok, what):
+    print(("ok   " if ok else "FAIL ") + what, flush=True)
+    if not ok:
+        failures.append(what)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url, timeout=5, headers=None):
+    req = urllib.request.Request(url, headers=headers or {})
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return r.status, r.read()
+
+
+def wait_until(fn, seconds, what):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            if fn():
+                return True
+        except Exception:  # noqa: BLE001 - not up yet
+            pass
+        time.sleep(0.25)
+    raise SystemExit(f"timed out waiting for {what}")
+
+
+def prom_query(prom, expr):
+    url = f"http://127.0.0.1:{prom}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    body = json.loads(get(url)[1])
+    assert body["status"] == "success", body
+    return [float(r["value"][1]) for r in body["data"]["result"]]
+
+
+def start_gateway(binary, port, log, **extra):
+    env = dict(os.environ)
+    env.update(
+        PORT=str(port),
+        HOST="127.0.0.1",
+        LOG_FORMAT="json",
+        LOG_LEVEL="INFO",
+        MODEL_CACHE_DIR=os.path.join(ROOT, ".cache", "models"),
+        ORT_DYLIB_PATH=os.path.join(ROOT, ".cache", "onnxruntime", "libonnxruntime.so"),
+    )
+    env.update(extra)
+    return subprocess.Popen([binary], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+
+
+def start_prometheus(tmp, prom_port, target_port, rule_files=(), labels=None):
+    """Prometheus scraping the gateway every second (job `gateway`), evaluating `rule_files`
+    every second; `labels` are attached to the scraped series (e.g. a k8s namespace and pod)."""
+    cfg = os.path.join(tmp, "prometheus.yml")
+    target = f"      - targets: ['127.0.0.1:{target_port}']\n"
+    if labels:
+        target += "        labels:\n" + "".join(f"          {k}: '{v}'\n" for k, v in labels.items())
+    rules = "".join(f"  - {os.path.abspath(r)}\n" for r in rule_files)
+    with open(cfg, "w") as f:
+        f.write(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+            + (f"rule_files:\n{rules}" if rules else "")
+            + "scrape_configs:\n  - job_name: gateway\n    static_configs:\n" + target
+        )
+    args = [
+        "prometheus",
+        f"--config.file={cfg}",
+        f"--storage.tsdb.path={os.path.join(tmp, 'data')}",
+        f"--web.listen-address=127.0.0.1:{prom_port}",
+        "--enable-feature=exemplar-storage",
+    ]
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmp, "prom.log"), "w"))
+
+
