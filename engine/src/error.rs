@@ -22,6 +22,9 @@ pub enum EngineError {
     /// The backend panicked while executing a batch; the lane rebuilds it.
     #[error("engine lane panicked: {0}")]
     Panicked(Arc<str>),
+    /// The lane lost its backend (a panic) and has not rebuilt it yet; retry shortly.
+    #[error("{0}")]
+    Restarting(Arc<str>),
     /// The lanes were shut down before the batch could run.
     #[error("the engine is shut down")]
     ShutDown,

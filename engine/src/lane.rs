@@ -3,7 +3,8 @@
 //! The batcher submits a [`Job`] (a filled [`BatchBuffer`] and a completion callback) to a lane
 //! it knows to have room; the lane runs it and calls the callback with the buffer and the
 //! outcome. A panicking backend turns into [`EngineError::Panicked`] for that batch and the lane
-//! builds a fresh backend before taking the next one.
+//! builds a fresh backend before taking the next one ([`crate::supervise`]): while it cannot,
+//! its [`Health`] reads down and its jobs fail at once with [`EngineError::Restarting`].
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 
+use crate::supervise::{self, Health};
 use crate::{Backend, BatchBuffer, EngineError, StageTiming};
 
 /// Builds the backend of lane `i`, on that lane's thread.
@@ -46,6 +48,7 @@ pub struct Lanes {
     threads: Vec<JoinHandle<()>>,
     classes: usize,
     buffers: Vec<Vec<BatchBuffer>>,
+    health: Arc<Health>,
 }
 
 /// What a lane reports once its backend is built: output width and its batch buffers.
@@ -70,18 +73,22 @@ impl Lanes {
             threads: Vec::new(),
             classes: 0,
             buffers: Vec::new(),
+            health: Health::new(count),
         };
         for lane in 0..count {
             // Room for every job the caller may have out on this lane (one per buffer): a lane
             // reports a batch done just before it takes the next one from the channel, so a
             // smaller channel would refuse a submit the caller's accounting allows.
             let (tx, rx) = bounded::<Job>(buffers_per_lane.max(1));
-            let (factory, ready_tx) = (factory.clone(), ready_tx.clone());
+            let (factory, ready_tx, health) =
+                (factory.clone(), ready_tx.clone(), lanes.health.clone());
             let warmup = warmup.to_vec();
             let sizes = (batch_capacity, buffers_per_lane);
             let handle = std::thread::Builder::new()
                 .name(format!("engine-lane-{lane}"))
-                .spawn(move || lane_main(lane, factory, rx, ready_tx, sizes, warmup))
+                .spawn(move || {
+                    lane_main(lane, &factory, &rx, ready_tx, sizes, warmup, &health);
+                })
                 .map_err(|e| EngineError::model_load(format!("cannot spawn lane thread: {e}")))?;
             lanes.senders.push(tx);
             lanes.threads.push(handle);
@@ -120,6 +127,11 @@ impl Lanes {
         self.senders.is_empty()
     }
 
+    /// Which lanes have a working backend (shared; stays valid after shutdown).
+    pub fn health(&self) -> Arc<Health> {
+        self.health.clone()
+    }
+
     /// Output width of the model.
     pub fn classes(&self) -> usize {
         self.classes
@@ -145,11 +157,12 @@ impl Lanes {
 
 fn lane_main(
     lane: usize,
-    factory: BackendFactory,
-    jobs: Receiver<Job>,
+    factory: &BackendFactory,
+    jobs: &Receiver<Job>,
     ready: Sender<(usize, Ready)>,
     (batch_capacity, buffers): (usize, usize),
     warmup: Vec<usize>,
+    health: &Health,
 ) {
     let built = factory(lane).and_then(|mut backend| {
         run_warmup(backend.as_mut(), batch_capacity, &warmup)?;
@@ -183,25 +196,18 @@ fn lane_main(
             timings: &timings,
             lane,
         });
+        if panicked {
+            // Down before the batch's callers hear of the failure, so readiness never lags it.
+            health.set(lane, false);
+        }
         (job.done)(job.batch, result);
         if panicked {
             tracing::error!(lane, "engine lane panicked; rebuilding its backend");
-            match factory(lane) {
-                Ok(b) => backend = b,
-                Err(e) => {
-                    tracing::error!(lane, error = %e, "cannot rebuild backend; lane stops");
-                    fail_remaining(jobs, e);
-                    return;
-                }
+            match supervise::rebuild(lane, factory, jobs, health) {
+                Some(b) => backend = b,
+                None => return,
             }
         }
-    }
-}
-
-/// Answers every job still queued for a lane that cannot run, so none of them hangs.
-fn fail_remaining(jobs: Receiver<Job>, error: EngineError) {
-    for job in jobs {
-        (job.done)(job.batch, Err(error.clone()));
     }
 }
 
@@ -349,6 +355,52 @@ mod tests {
             results[2].as_ref().unwrap(),
             &vec![7.0, 8.0, 9.0, 9.0, 10.0, 11.0]
         );
+        l.shutdown();
+    }
+
+    #[test]
+    fn a_lane_that_cannot_rebuild_reads_down_fails_fast_and_recovers() {
+        // Build 0 serves; run 2 (after the two warm-up runs) panics; builds 1 and 2 fail.
+        let (runs, builds) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let factory: BackendFactory =
+            Arc::new(move |_| match builds.fetch_add(1, Ordering::SeqCst) {
+                1 | 2 => Err(EngineError::model_load("injected build failure")),
+                _ => Ok(Box::new(Fake {
+                    runs: runs.clone(),
+                    fail_on: None,
+                    panic_on: Some(2),
+                }) as Box<dyn Backend>),
+            });
+        let mut l = Lanes::start(1, factory, 4, 2, &[1, 4]).unwrap();
+        let health = l.health();
+        let mut free = l.take_buffers().remove(0);
+        let (tx, rx) = bounded::<(BatchBuffer, Outcome)>(2);
+        let mut one = |free: &mut Vec<BatchBuffer>| {
+            let mut buf = free.pop().unwrap();
+            buf.clear();
+            assert!(buf.push(&vec![1u8; crate::IMAGE_BYTES]));
+            submit(&l, buf, &tx);
+            let (buf, r) = rx
+                .recv_timeout(std::time::Duration::from_secs(5))
+                .expect("answered");
+            free.push(buf);
+            r
+        };
+        assert!(matches!(one(&mut free), Err(EngineError::Panicked(_))));
+        assert!(!health.all_up(), "down while rebuilding");
+        assert!(
+            matches!(one(&mut free), Err(EngineError::Restarting(m)) if m.contains("injected build failure"))
+        );
+        let start = std::time::Instant::now();
+        while !health.all_up() {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(3),
+                "rebuilt after backoff"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(one(&mut free).unwrap(), vec![1.0, 2.0, 3.0]);
+        drop(one);
         l.shutdown();
     }
 

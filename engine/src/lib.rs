@@ -16,6 +16,7 @@ mod batch;
 mod cpu;
 mod error;
 mod lane;
+mod supervise;
 
 use std::time::Duration;
 
@@ -23,6 +24,7 @@ pub use batch::{BatchBuffer, HostMemory, Normalization, IMAGE_BYTES, IMAGE_CHANN
 pub use cpu::{init_onnx_runtime, CpuBackend, CpuConfig, ModelSource};
 pub use error::EngineError;
 pub use lane::{BackendFactory, BatchOutput, Job, JobDone, Lanes};
+pub use supervise::Health;
 
 /// Time spent in one named stage of executing a batch (`normalize`, `h2d`, `compute`, `d2h`).
 #[derive(Debug, Clone, Copy, PartialEq)]

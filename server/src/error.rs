@@ -71,6 +71,7 @@ impl ApiError {
             Self::Deadline(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Engine(engine::EngineError::Restarting(_)) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Engine(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -87,6 +88,7 @@ impl ApiError {
             Self::Deadline(_) => "deadline_exceeded",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
+            Self::Engine(engine::EngineError::Restarting(_)) => "engine_restarting",
             Self::Engine(_) => "inference_failed",
         }
     }
@@ -115,9 +117,25 @@ impl ApiError {
         }
     }
 
-    /// The JSON body.
-    pub fn body(&self) -> String {
-        serde_json::json!({"error": {"code": self.code(), "message": self.to_string()}}).to_string()
+    /// The JSON body. Engine failures carry runtime detail (library messages, panic text) that
+    /// stays in the server log unless `debug` (`DEBUG=true`).
+    pub fn body(&self, debug: bool) -> String {
+        let message = match self {
+            Self::Engine(e) if !debug => engine_summary(e).to_string(),
+            _ => self.to_string(),
+        };
+        serde_json::json!({"error": {"code": self.code(), "message": message}}).to_string()
+    }
+}
+
+fn engine_summary(e: &engine::EngineError) -> &'static str {
+    use engine::EngineError as E;
+    match e {
+        E::Inference(_) => "inference failed on this request's batch (details in the server log)",
+        E::Panicked(_) => "the engine failed on this request's batch and is being restarted (details in the server log)",
+        E::Restarting(_) => "the engine is restarting after a failure; retry shortly",
+        E::ShutDown => "the engine is shut down",
+        E::RuntimeUnavailable { .. } | E::ModelLoad(_) => "the engine is unavailable (details in the server log)",
     }
 }
 
@@ -165,7 +183,7 @@ mod tests {
         ];
         for (err, status) in cases {
             assert_eq!(err.status().as_u16(), status, "{err:?}");
-            let body: serde_json::Value = serde_json::from_str(&err.body()).unwrap();
+            let body: serde_json::Value = serde_json::from_str(&err.body(false)).unwrap();
             assert_eq!(body["error"]["code"], err.code());
             assert!(!body["error"]["message"].as_str().unwrap().is_empty());
         }

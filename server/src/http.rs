@@ -51,8 +51,8 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
     let result = match (route, req.method()) {
         ("/health", &Method::GET) => Ok(json(StatusCode::OK, r#"{"status":"ok"}"#.into())),
         ("/ready", &Method::GET) => app
-            .pipeline()
-            .map(|_| json(StatusCode::OK, r#"{"status":"ready"}"#.into())),
+            .ready()
+            .map(|()| json(StatusCode::OK, r#"{"status":"ready"}"#.into())),
         ("/metrics", &Method::GET) if app.config.telemetry.enable_metrics => {
             Ok(metrics(&app, req.headers()))
         }
@@ -119,7 +119,10 @@ fn finish(app: &App, span: &RequestSpan, d: Done<'_>) {
             attributes.push(("user_agent.original", Value::Str(ua.into())));
         }
         if status >= 500 {
-            attributes.push(("error.type", Value::Str(d.status.as_str().to_owned().into())));
+            attributes.push((
+                "error.type",
+                Value::Str(d.status.as_str().to_owned().into()),
+            ));
         }
         app.tracer.record(SpanRecord {
             trace_id: span.trace_id,
@@ -188,9 +191,9 @@ fn json(status: StatusCode, body: String) -> HttpResponse {
 }
 
 fn error_response(e: &ApiError, app: &App) -> HttpResponse {
-    let mut r = json(e.status(), e.body());
+    let mut r = json(e.status(), e.body(app.config.app.debug));
     match e {
-        ApiError::QueueFull(_) => {
+        ApiError::QueueFull(_) | ApiError::Engine(engine::EngineError::Restarting(_)) => {
             r.headers_mut()
                 .insert("retry-after", HeaderValue::from_static("1"));
         }

@@ -39,7 +39,7 @@ use parking_lot::RwLock;
 
 pub use config::Config;
 pub use error::ApiError;
-pub use serve::{run, ServeError};
+pub use serve::{run, run_with, BackendWrapper, Hooks, ServeError};
 
 use admission::Admission;
 use metrics::Metrics;
@@ -51,6 +51,8 @@ pub(crate) struct Pipeline {
     requests: crossbeam_channel::Sender<Pending>,
     classes: usize,
     labels: &'static [&'static str],
+    /// Whether every engine lane can run batches.
+    health: Arc<engine::Health>,
 }
 
 /// State shared by every connection.
@@ -63,11 +65,12 @@ pub(crate) struct App {
     draining: AtomicBool,
     ids: (RandomState, AtomicU64),
     tracer: trace::Tracer,
+    hooks: Hooks,
 }
 
 impl App {
     /// The shared state, and the trace exporter when tracing is on (flushed last at shutdown).
-    fn new(config: Config) -> std::io::Result<(Self, Option<trace::Exporter>)> {
+    fn new(config: Config, hooks: Hooks) -> std::io::Result<(Self, Option<trace::Exporter>)> {
         let metrics = Metrics::new();
         let queue = config.batching.max_queue_size;
         let (tracer, exporter) = if config.telemetry.trace.enabled {
@@ -86,6 +89,7 @@ impl App {
             draining: AtomicBool::new(false),
             ids: (RandomState::new(), AtomicU64::new(0)),
             tracer,
+            hooks,
         };
         Ok((app, exporter))
     }
@@ -99,6 +103,15 @@ impl App {
             .read()
             .clone()
             .ok_or(ApiError::NotReady("the model is loading"))
+    }
+
+    /// Ready: loaded, warmed up, not draining, and every engine lane up.
+    fn ready(&self) -> Result<(), ApiError> {
+        let pipeline = self.pipeline()?;
+        if !pipeline.health.all_up() {
+            return Err(ApiError::NotReady("an engine lane is restarting"));
+        }
+        Ok(())
     }
 
     /// The client's `x-request-id` when it is sane (1–128 of `[A-Za-z0-9._:-]`), else a new one.
@@ -160,9 +173,12 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        App::new(Config::from_lookup(|k| map.get(k).cloned()).unwrap())
-            .unwrap()
-            .0
+        App::new(
+            Config::from_lookup(|k| map.get(k).cloned()).unwrap(),
+            Hooks::default(),
+        )
+        .unwrap()
+        .0
     }
 
     #[test]

@@ -38,14 +38,36 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
 }
 
+/// Wraps each lane's freshly built backend: `(lane, backend) → backend` (fault-injection tests).
+pub type BackendWrapper = Arc<
+    dyn Fn(usize, Box<dyn Backend>) -> Result<Box<dyn Backend>, engine::EngineError> + Send + Sync,
+>;
+
+/// Seams for tests of [`run_with`]; [`run`] uses none.
+#[derive(Clone, Default)]
+pub struct Hooks {
+    /// Wraps every backend a lane builds (at start and after a failure).
+    pub wrap_backend: Option<BackendWrapper>,
+}
+
 /// Serves on `listener` until `shutdown` resolves, then drains and stops.
 pub async fn run(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
+    run_with(config, listener, shutdown, Hooks::default()).await
+}
+
+/// [`run`] with test [`Hooks`].
+pub async fn run_with(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+    hooks: Hooks,
+) -> Result<(), ServeError> {
     warn_unimplemented(&config);
-    let (app, exporter) = App::new(config)?;
+    let (app, exporter) = App::new(config, hooks)?;
     let app = Arc::new(app);
     if let Some(t) = app
         .config
@@ -171,7 +193,12 @@ fn start_pipeline(app: &App) -> Result<(Pipeline, JoinHandle<()>), ServeError> {
     } else {
         Vec::new()
     };
+    let factory = match app.hooks.wrap_backend.clone() {
+        Some(wrap) => Arc::new(move |lane| wrap(lane, factory(lane)?)) as BackendFactory,
+        None => factory,
+    };
     let mut lanes = Lanes::start(1, factory, max_batch, CPU_BUFFERS_PER_LANE, &warmup)?;
+    let health = lanes.health();
     let classes = lanes.classes();
     let buffers = lanes.take_buffers();
     let (tx, rx) = crossbeam_channel::bounded(app.config.batching.max_queue_size);
@@ -216,6 +243,7 @@ fn start_pipeline(app: &App) -> Result<(Pipeline, JoinHandle<()>), ServeError> {
             requests: tx,
             classes,
             labels,
+            health,
         },
         thread,
     ))

@@ -76,12 +76,18 @@ fn config(vars: &[(&str, &str)]) -> gateway::Config {
 impl TestServer {
     /// Starts a server and waits until `/ready` answers 200.
     pub async fn start(vars: &[(&str, &str)]) -> Self {
+        Self::start_with(vars, gateway::Hooks::default()).await
+    }
+
+    /// [`TestServer::start`] with test hooks (e.g. a fault-injecting backend).
+    pub async fn start_with(vars: &[(&str, &str)], hooks: gateway::Hooks) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(gateway::run(config(vars), listener, async {
+        let shutdown = async {
             let _ = stopped.await;
-        }));
+        };
+        let task = tokio::spawn(gateway::run_with(config(vars), listener, shutdown, hooks));
         let server = Self {
             addr,
             stop: Some(stop),

@@ -1,0 +1,177 @@
+//! Faults injected into the real server's engine: a failed batch, a panicking backend, a lane
+//! that cannot rebuild for a while. Every request gets an answer, `/ready` tells the truth, and
+//! service resumes.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{error_code, TestServer};
+use engine::{Backend, BatchBuffer, EngineError, StageTiming};
+
+/// Runs the real backend, except that the runs in `fail` return an error (with a path in its
+/// message, which must not reach clients) and the runs in `panic` panic.
+struct Faulty {
+    inner: Box<dyn Backend>,
+    runs: Arc<AtomicUsize>,
+    fail: Arc<HashSet<usize>>,
+    panic: Arc<HashSet<usize>>,
+}
+
+impl Backend for Faulty {
+    fn run(
+        &mut self,
+        b: &BatchBuffer,
+        logits: &mut Vec<f32>,
+        t: &mut Vec<StageTiming>,
+    ) -> Result<(), EngineError> {
+        let run = self.runs.fetch_add(1, Ordering::SeqCst);
+        if self.fail.contains(&run) {
+            return Err(EngineError::Inference(
+                "injected fault in /opt/secret/model.onnx".into(),
+            ));
+        }
+        assert!(!self.panic.contains(&run), "injected panic");
+        self.inner.run(b, logits, t)
+    }
+
+    fn classes(&self) -> usize {
+        self.inner.classes()
+    }
+
+    fn alloc_batch(&self, capacity: usize) -> BatchBuffer {
+        self.inner.alloc_batch(capacity)
+    }
+}
+
+/// Hooks whose backend fails runs `fail`, panics on runs `panic`, and whose builds in
+/// `bad_builds` fail after a pause (build 0 is the one at start).
+fn faulty(fail: &[usize], panic: &[usize], bad_builds: &[usize]) -> gateway::Hooks {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let builds = Arc::new(AtomicUsize::new(0));
+    let (fail, panic): (Arc<HashSet<_>>, Arc<HashSet<_>>) = (
+        Arc::new(fail.iter().copied().collect()),
+        Arc::new(panic.iter().copied().collect()),
+    );
+    let bad: HashSet<usize> = bad_builds.iter().copied().collect();
+    gateway::Hooks {
+        wrap_backend: Some(Arc::new(move |_lane, inner| {
+            if bad.contains(&builds.fetch_add(1, Ordering::SeqCst)) {
+                std::thread::sleep(Duration::from_millis(200));
+                return Err(EngineError::ModelLoad("injected build failure".into()));
+            }
+            Ok(Box::new(Faulty {
+                inner,
+                runs: runs.clone(),
+                fail: fail.clone(),
+                panic: panic.clone(),
+            }) as Box<dyn Backend>)
+        })),
+    }
+}
+
+async fn predict(server: &TestServer) -> common::Reply {
+    server
+        .predict_file(&common::images("good").join("ijg-testorig.jpg"), "")
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_batch_answers_each_of_its_requests_and_the_next_batch_runs() {
+    let server = TestServer::start_with(
+        &[("MODEL_WARMUP", "false"), ("MAX_BATCH_SIZE", "8")],
+        faulty(&[0, 1], &[], &[]),
+    )
+    .await;
+    // Runs 0 and 1 fail: whatever batches the first concurrent requests form, those fail.
+    let addr = server.addr;
+    let img = std::fs::read(common::images("good").join("ijg-testorig.jpg")).unwrap();
+    let calls: Vec<_> = (0..6)
+        .map(|_| {
+            let img = img.clone();
+            tokio::spawn(async move { common::predict_multipart(addr, &img, "").await.unwrap() })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for c in calls {
+        let r = c.await.unwrap();
+        if r.status == 500 {
+            assert_eq!(error_code(&r), "inference_failed");
+            let body = String::from_utf8_lossy(&r.body).to_string();
+            assert!(
+                !body.contains("/opt/secret"),
+                "no internal detail without DEBUG: {body}"
+            );
+        }
+        statuses.push(r.status);
+    }
+    eprintln!("6 concurrent requests over two failing batches: {statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 500),
+        "{statuses:?}"
+    );
+    assert!(statuses.contains(&500), "{statuses:?}");
+    // The batches after the failures run normally.
+    for _ in 0..3 {
+        assert_eq!(predict(&server).await.status, 200);
+    }
+    assert_eq!(server.get("/ready").await.unwrap().status, 200);
+    server.stop().await.unwrap();
+
+    // With DEBUG=true the detail is shown.
+    let server = TestServer::start_with(
+        &[("MODEL_WARMUP", "false"), ("DEBUG", "true")],
+        faulty(&[0], &[], &[]),
+    )
+    .await;
+    let r = predict(&server).await;
+    assert_eq!(r.status, 500);
+    assert!(String::from_utf8_lossy(&r.body).contains("injected fault"));
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_engine_is_rebuilt_and_ready_reflects_it_meanwhile() {
+    // Run 0 panics; the next two rebuilds fail (200 ms each, then 100 and 200 ms of backoff).
+    let server =
+        TestServer::start_with(&[("MODEL_WARMUP", "false")], faulty(&[], &[0], &[1, 2])).await;
+    let r = predict(&server).await;
+    assert_eq!(r.status, 500);
+    assert_eq!(error_code(&r), "inference_failed");
+    let (mut saw_down, mut refused_fast) = (false, false);
+    let start = Instant::now();
+    loop {
+        let ready = server.get("/ready").await.unwrap();
+        if ready.status == 503 {
+            saw_down = true;
+            let t = Instant::now();
+            let r = predict(&server).await;
+            if r.status == 503 {
+                assert_eq!(error_code(&r), "engine_restarting");
+                assert!(r.headers.contains_key("retry-after"));
+                refused_fast |= t.elapsed() < Duration::from_millis(500);
+            }
+        } else if saw_down {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the lane came back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!("lane down then back after {:?}", start.elapsed());
+    assert!(saw_down, "/ready was 503 while the lane rebuilt");
+    assert!(
+        refused_fast,
+        "requests during the rebuild were refused at once, not held"
+    );
+    for _ in 0..3 {
+        assert_eq!(predict(&server).await.status, 200);
+    }
+    server.stop().await.unwrap();
+}
