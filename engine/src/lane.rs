@@ -375,7 +375,7 @@ mod tests {
         let health = l.health();
         let mut free = l.take_buffers().remove(0);
         let (tx, rx) = bounded::<(BatchBuffer, Outcome)>(2);
-        let mut one = |free: &mut Vec<BatchBuffer>| {
+        let one = |free: &mut Vec<BatchBuffer>| {
             let mut buf = free.pop().unwrap();
             buf.clear();
             assert!(buf.push(&vec![1u8; crate::IMAGE_BYTES]));
@@ -400,7 +400,6 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
         assert_eq!(one(&mut free).unwrap(), vec![1.0, 2.0, 3.0]);
-        drop(one);
         l.shutdown();
     }
 
