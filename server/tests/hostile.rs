@@ -73,6 +73,9 @@ fn multipart(parts: &[(&str, &[u8])]) -> (String, Vec<u8>) {
     (format!("multipart/form-data; boundary={b}"), body)
 }
 
+/// What is sent, the headers, the body, and the status and code expected.
+type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<u8>, u16, &'a str);
+
 async fn still_serving(server: &TestServer) {
     let r = server
         .predict_file(&common::images("good").join("ijg-testorig.jpg"), "")
@@ -102,7 +105,7 @@ async fn hostile_bodies_get_clear_4xx_answers() {
         .enumerate()
         .for_each(|(i, b)| *b = (i * 7919 % 251) as u8);
     let truncated = jpeg[..jpeg.len() / 3].to_vec();
-    let cases: Vec<(&str, Vec<(&str, &str)>, Vec<u8>, u16, &str)> = vec![
+    let cases: Vec<Case<'_>> = vec![
         (
             "pixel bomb PNG",
             img("image/png"),
