@@ -19,7 +19,7 @@ use crate::metrics::OPENMETRICS_CONTENT_TYPE;
 use crate::predict::{top_k, PredictResponse};
 use crate::queue::{InferOutput, Pending};
 use crate::trace::{RequestSpan, SpanKind, SpanRecord, Tracer, Value};
-use crate::{imaging, multipart, App, Pipeline};
+use crate::{imaging, intake, App, Pipeline};
 
 /// The response type of every handler.
 pub type HttpResponse = Response<Full<Bytes>>;
@@ -224,41 +224,6 @@ fn metrics(app: &App, headers: &HeaderMap) -> HttpResponse {
     respond(StatusCode::OK, content_type, app.metrics.render())
 }
 
-/// How the image arrives.
-enum BodyKind {
-    Raw,
-    Multipart(String),
-}
-
-fn body_kind(headers: &HeaderMap) -> Result<BodyKind, ApiError> {
-    let ct = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let essence = ct
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    if essence == "multipart/form-data" {
-        let boundary = multipart::boundary(ct).ok_or_else(|| {
-            ApiError::bad_request("invalid_multipart", "multipart/form-data needs a boundary")
-        })?;
-        Ok(BodyKind::Multipart(boundary))
-    } else if essence.starts_with("image/") || essence == "application/octet-stream" {
-        Ok(BodyKind::Raw)
-    } else {
-        Err(ApiError::Unsupported {
-            code: "unsupported_media_type",
-            message: format!(
-                "content type '{ct}' is not accepted: send multipart/form-data with the image in field 'file', \
-                 or the raw image with an image/* content type"
-            ),
-        })
-    }
-}
-
 fn parse_top_k(query: Option<&str>, classes: usize) -> Result<usize, ApiError> {
     let raw = query
         .unwrap_or("")
@@ -299,7 +264,11 @@ async fn predict(
     let deadline = received + timeout;
     let pipeline = app.pipeline()?;
     app.authorize(req.headers())?;
-    let kind = body_kind(req.headers())?;
+    let content_type = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let kind = intake::body_kind(content_type.unwrap_or(""))?;
     let k = parse_top_k(req.uri().query(), pipeline.classes)?;
     let limit = app.config.http.max_body_bytes;
     let declared = req
@@ -355,16 +324,13 @@ async fn classify(
     app: &App,
     pipeline: &Pipeline,
     body: Incoming,
-    kind: BodyKind,
+    kind: intake::BodyKind,
     permit: Permit,
     deadline: Instant,
     span: &RequestSpan,
 ) -> Result<Classified, ApiError> {
     let body = read_body(body, app.config.http.max_body_bytes).await?;
-    let image = match kind {
-        BodyKind::Raw => body,
-        BodyKind::Multipart(boundary) => body.slice_ref(multipart::image_part(&body, &boundary)?),
-    };
+    let image = intake::image_bytes(body, &kind)?;
     let max_pixels = app.config.http.max_image_pixels;
     let pre = app
         .decode
@@ -433,26 +399,6 @@ impl App {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn content_types_route_to_the_right_reader() {
-        let mut h = HeaderMap::new();
-        h.insert(CONTENT_TYPE, HeaderValue::from_static("image/jpeg"));
-        assert!(matches!(body_kind(&h), Ok(BodyKind::Raw)));
-        h.insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("multipart/form-data; boundary=abc"),
-        );
-        assert!(matches!(body_kind(&h), Ok(BodyKind::Multipart(b)) if b == "abc"));
-        h.insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("multipart/form-data"),
-        );
-        assert_eq!(body_kind(&h).err().unwrap().status(), 400);
-        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        assert_eq!(body_kind(&h).err().unwrap().status(), 415);
-        assert_eq!(body_kind(&HeaderMap::new()).err().unwrap().status(), 415);
-    }
 
     #[test]
     fn top_k_is_validated() {

@@ -16,6 +16,7 @@
 pub mod config;
 pub mod error;
 pub mod imaging;
+pub mod intake;
 pub mod predict;
 pub mod telemetry;
 pub mod trace;
