@@ -19,6 +19,8 @@ struct Faulty {
     runs: Arc<AtomicUsize>,
     fail: Arc<HashSet<usize>>,
     panic: Arc<HashSet<usize>>,
+    /// Extra time per batch (a slow engine).
+    delay: Duration,
 }
 
 impl Backend for Faulty {
@@ -35,6 +37,7 @@ impl Backend for Faulty {
             ));
         }
         assert!(!self.panic.contains(&run), "injected panic");
+        std::thread::sleep(self.delay);
         self.inner.run(b, logits, t)
     }
 
@@ -50,7 +53,23 @@ impl Backend for Faulty {
 /// Hooks whose backend fails runs `fail`, panics on runs `panic`, and whose builds in
 /// `bad_builds` fail after a pause (build 0 is the one at start).
 fn faulty(fail: &[usize], panic: &[usize], bad_builds: &[usize]) -> gateway::Hooks {
-    let runs = Arc::new(AtomicUsize::new(0));
+    faulty_counted(
+        fail,
+        panic,
+        bad_builds,
+        Duration::ZERO,
+        Arc::new(AtomicUsize::new(0)),
+    )
+}
+
+/// [`faulty`], `delay` per batch, counting batches in `runs`.
+fn faulty_counted(
+    fail: &[usize],
+    panic: &[usize],
+    bad_builds: &[usize],
+    delay: Duration,
+    runs: Arc<AtomicUsize>,
+) -> gateway::Hooks {
     let builds = Arc::new(AtomicUsize::new(0));
     let (fail, panic): (Arc<HashSet<_>>, Arc<HashSet<_>>) = (
         Arc::new(fail.iter().copied().collect()),
@@ -68,6 +87,7 @@ fn faulty(fail: &[usize], panic: &[usize], bad_builds: &[usize]) -> gateway::Hoo
                 runs: runs.clone(),
                 fail: fail.clone(),
                 panic: panic.clone(),
+                delay,
             }) as Box<dyn Backend>)
         })),
     }
@@ -117,7 +137,8 @@ async fn a_failed_batch_answers_each_of_its_requests_and_the_next_batch_runs() {
     assert!(statuses.contains(&500), "{statuses:?}");
     // The batches after the failures run normally.
     for _ in 0..3 {
-        assert_eq!(predict(&server).await.status, 200);
+        let r = predict(&server).await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     }
     assert_eq!(server.get("/ready").await.unwrap().status, 200);
     server.stop().await.unwrap();
@@ -173,5 +194,55 @@ async fn a_panicking_engine_is_rebuilt_and_ready_reflects_it_meanwhile() {
     for _ in 0..3 {
         assert_eq!(predict(&server).await.status, 200);
     }
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_is_dropped_before_compute() {
+    // One image per batch and a slow engine (400 ms a batch): while the first request computes,
+    // three more wait in the queue; their clients hang up; none of them may reach the engine.
+    let runs = Arc::new(AtomicUsize::new(0));
+    let hooks = faulty_counted(&[], &[], &[], Duration::from_millis(400), runs.clone());
+    let server =
+        TestServer::start_with(&[("MODEL_WARMUP", "false"), ("MAX_BATCH_SIZE", "1")], hooks).await;
+    let addr = server.addr;
+    let img = std::fs::read(common::images("good").join("ijg-testorig.jpg")).unwrap();
+    let first = {
+        let img = img.clone();
+        tokio::spawn(async move { common::predict_multipart(addr, &img, "").await.unwrap() })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut leavers = Vec::new();
+    for _ in 0..3 {
+        let img = img.clone();
+        leavers.push(tokio::spawn(async move {
+            let _ = tokio::time::timeout(
+                Duration::from_millis(150),
+                common::predict_multipart(addr, &img, ""),
+            )
+            .await;
+        }));
+    }
+    for l in leavers {
+        l.await.unwrap(); // each timed out and dropped its connection
+    }
+    assert_eq!(first.await.unwrap().status, 200);
+    assert_eq!(predict(&server).await.status, 200);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let computed = runs.load(Ordering::SeqCst);
+    let metrics = String::from_utf8(server.get("/metrics").await.unwrap().body).unwrap();
+    let cancelled: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("inference_requests_rejected_total{reason=\"cancelled\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0);
+    eprintln!(
+        "batches computed: {computed} (2 answered requests); cancelled before compute: {cancelled}"
+    );
+    assert_eq!(
+        computed, 2,
+        "only the two requests whose clients waited were computed"
+    );
+    assert_eq!(cancelled, 3.0);
     server.stop().await.unwrap();
 }
