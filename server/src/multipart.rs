@@ -50,7 +50,9 @@ pub fn image_part<'a>(body: &'a [u8], boundary: &str) -> Result<&'a [u8], ApiErr
             .find(&body[content..])
             .map(|i| content + i)
             .ok_or_else(|| bad("the multipart body is not terminated"))?;
-        let data_end = if body[..end].ends_with(b"\r\n") {
+        // The CRLF before the delimiter belongs to it, unless it is the header block's own
+        // (an empty part whose delimiter follows the blank line at once).
+        let data_end = if end >= content + 2 && body[..end].ends_with(b"\r\n") {
             end - 2
         } else {
             end
@@ -147,5 +149,14 @@ mod tests {
         }
         let many: Vec<(&str, &[u8])> = vec![("x", b"1"); 40];
         assert!(image_part(&body(&many), "XyZ").is_err());
+    }
+
+    #[test]
+    fn an_empty_part_right_after_its_headers_is_refused_not_a_panic() {
+        // Found by the fuzzer: the header block's CRLF CRLF is directly followed by the delimiter.
+        let body = b"--B\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\n--B--\r\n";
+        assert_eq!(image_part(body, "B").unwrap(), b"");
+        let body = b"--B\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\n\r\n--B--\r\n";
+        assert_eq!(image_part(body, "B").unwrap(), b"");
     }
 }
