@@ -81,9 +81,19 @@ impl Samples {
 
     /// Sums of `name` grouped by the value of `label`.
     pub fn by_label(&self, name: &str, label: &str) -> BTreeMap<String, f64> {
+        self.by_label_except(name, label, ("", ""))
+    }
+
+    /// [`Samples::by_label`] without the series whose label `skip.0` has the value `skip.1`.
+    pub fn by_label_except(
+        &self,
+        name: &str,
+        label: &str,
+        skip: (&str, &str),
+    ) -> BTreeMap<String, f64> {
         let mut out = BTreeMap::new();
         for (n, labels, v) in &self.0 {
-            if n != name {
+            if n != name || labels.iter().any(|(k, v)| k == skip.0 && v == skip.1) {
                 continue;
             }
             if let Some((_, value)) = labels.iter().find(|(k, _)| k == label) {
@@ -163,18 +173,25 @@ pub struct ServerView {
     pub max_queue_depth: Option<f64>,
     /// `inference_requests_rejected_total` deltas by reason.
     pub rejected: BTreeMap<String, f64>,
-    /// `http_requests_total` deltas by status.
+    /// `http_requests_total` deltas by status (the scrapes of the metrics endpoint left out).
     pub http_by_status: BTreeMap<String, f64>,
 }
 
 impl ServerView {
-    /// The deltas between two snapshots.
-    pub fn between(before: &Samples, after: &Samples, max_queue_depth: Option<f64>) -> Self {
+    /// The deltas between two snapshots; `metrics_path` is the scraped endpoint, whose own
+    /// requests are not counted.
+    pub fn between(
+        before: &Samples,
+        after: &Samples,
+        max_queue_depth: Option<f64>,
+        metrics_path: &str,
+    ) -> Self {
         let delta = |name: &str| Some(after.sum(name)? - before.sum(name).unwrap_or(0.0));
+        let skip = ("route", metrics_path);
         let by = |name: &str, label: &str| {
-            let old = before.by_label(name, label);
+            let old = before.by_label_except(name, label, skip);
             after
-                .by_label(name, label)
+                .by_label_except(name, label, skip)
                 .into_iter()
                 .map(|(k, v)| {
                     let d = v - old.get(&k).copied().unwrap_or(0.0);
@@ -243,7 +260,12 @@ impl ServerWatch {
         let before = self.before.lock().take()?;
         let after = self.source.snapshot().await?;
         let max_depth = *self.max_depth.lock();
-        Some(ServerView::between(&before, &after, max_depth))
+        Some(ServerView::between(
+            &before,
+            &after,
+            max_depth,
+            &self.source.path,
+        ))
     }
 }
 
@@ -267,12 +289,18 @@ inference_requests_rejected_total{reason="bad_input"} 1
 inference_requests_rejected_total{reason="deadline"} 0
 http_requests_total{method="POST",route="/predict",status="200"} 58 # {trace_id="abc"} 0.1
 http_requests_total{method="GET",route="/a\"b",status="429"} 5 1700000000
+http_requests_total{method="GET",route="/metrics",status="200"} 99
 weird_metric{a="x,y=z",b="\\"} 1
 "#;
 
     #[test]
     fn deltas_between_snapshots() {
-        let v = ServerView::between(&Samples::parse(BEFORE), &Samples::parse(AFTER), Some(3.0));
+        let v = ServerView::between(
+            &Samples::parse(BEFORE),
+            &Samples::parse(AFTER),
+            Some(3.0),
+            "/metrics",
+        );
         assert_eq!(v.batches, Some(6.0));
         assert_eq!(v.mean_batch_size, Some(8.0));
         assert_eq!(v.rejected["queue_full"], 5.0);
