@@ -15,6 +15,7 @@
 mod batch;
 mod cpu;
 mod error;
+pub mod gpu;
 mod lane;
 mod supervise;
 

@@ -12,6 +12,7 @@ pub mod onnx;
 
 mod generate;
 mod inspect;
+mod network;
 mod resnet;
 mod rng;
 mod synthetic;
@@ -21,6 +22,7 @@ use std::sync::OnceLock;
 
 pub use generate::{generate_resnet50, GENERATOR_VERSION};
 pub use inspect::{inspect, ModelSignature};
+pub use network::network_from_onnx;
 pub use resnet::{Backbone, FEATURES};
 pub use rng::Rng;
 pub use synthetic::varied_images;

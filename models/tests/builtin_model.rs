@@ -116,3 +116,51 @@ fn different_images_get_different_answers() {
         .unwrap();
     assert!(most <= 6, "one class wins {most} of 32 images");
 }
+
+#[test]
+fn the_gpu_builder_fuses_resnet50_into_53_conv_steps() {
+    let (_, bytes) = builtin();
+    let net = models::network_from_onnx(&bytes).unwrap();
+    let convs: Vec<&engine::gpu::network::Conv> = net
+        .ops
+        .iter()
+        .filter_map(|op| match op {
+            engine::gpu::network::Op::Conv(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(convs.len(), 53, "every Conv, with its BatchNorm folded in");
+    assert!(convs.iter().all(|c| c.bn.is_some()));
+    assert_eq!(
+        convs.iter().filter(|c| c.residual.is_some()).count(),
+        16,
+        "one shortcut per block"
+    );
+    assert_eq!(
+        convs.iter().filter(|c| c.relu).count(),
+        49,
+        "all but the 4 projection shortcuts"
+    );
+    assert_eq!(
+        net.ops.len(),
+        53 + 3,
+        "plus MaxPool, GlobalAveragePool, Gemm"
+    );
+    let plan = engine::gpu::plan::plan(&net).unwrap();
+    let out = plan.shapes.last().unwrap();
+    assert_eq!((out.c, out.h, out.w), (1000, 1, 1));
+    assert_eq!((plan.shapes[1].c, plan.shapes[1].h), (64, 112), "the stem");
+    eprintln!(
+        "ResNet50 plan: {} steps, {} activation slots, {:.1} MiB of fp16 activations per image",
+        plan.steps.len(),
+        plan.slots.len(),
+        plan.bytes_per_image() as f64 / (1 << 20) as f64
+    );
+    assert!(plan.slots.len() <= 6, "{} slots", plan.slots.len());
+    let fused = engine::gpu::fold::fuse(convs[0]);
+    assert_eq!(
+        (fused.k, fused.c, fused.r, fused.s),
+        (64, 8, 7, 7),
+        "stem filters padded to 8 channels"
+    );
+}
