@@ -98,6 +98,8 @@ def soak(port, pid, minutes):
     samples, t0 = [], time.monotonic()
     while lt.poll() is None:
         time.sleep(10)
+        if lt.poll() is not None:
+            break  # only samples taken under load (the client's connections close at the end)
         rss, fds = proc_stats(pid)
         samples.append((time.monotonic() - t0, rss, fds))
     r = json.load(open(out))
