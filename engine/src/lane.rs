@@ -164,6 +164,7 @@ fn lane_main(
     warmup: Vec<usize>,
     health: &Health,
 ) {
+    let _watch = supervise::DeathWatch { health, lane };
     let built = factory(lane).and_then(|mut backend| {
         run_warmup(backend.as_mut(), batch_capacity, &warmup)?;
         Ok(backend)

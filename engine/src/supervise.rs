@@ -14,16 +14,18 @@ use crate::{Backend, EngineError};
 /// First and longest pause between rebuild attempts.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
 
-/// Whether each lane has a working backend.
+/// Whether each lane has a working backend, and whether any lane thread has died.
 #[derive(Debug)]
 pub struct Health {
     up: Vec<AtomicBool>,
+    dead: AtomicBool,
 }
 
 impl Health {
     pub(crate) fn new(lanes: usize) -> Arc<Self> {
         Arc::new(Health {
             up: (0..lanes).map(|_| AtomicBool::new(true)).collect(),
+            dead: AtomicBool::new(false),
         })
     }
 
@@ -36,12 +38,37 @@ impl Health {
         self.up.iter().all(|u| u.load(Ordering::Acquire))
     }
 
+    /// A lane thread ended abnormally (a panic outside the backend, e.g. in a completion
+    /// callback): the process cannot serve as configured and should be restarted (liveness).
+    pub fn any_dead(&self) -> bool {
+        self.dead.load(Ordering::Acquire)
+    }
+
     /// Lanes that cannot run batches now.
     pub fn down(&self) -> usize {
         self.up
             .iter()
             .filter(|u| !u.load(Ordering::Acquire))
             .count()
+    }
+}
+
+/// Marks the lane down and the engine dead if the lane thread unwinds.
+pub(crate) struct DeathWatch<'a> {
+    pub(crate) health: &'a Health,
+    pub(crate) lane: usize,
+}
+
+impl Drop for DeathWatch<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.health.set(self.lane, false);
+            self.health.dead.store(true, Ordering::Release);
+            tracing::error!(
+                lane = self.lane,
+                "engine lane thread died; the process must be restarted"
+            );
+        }
     }
 }
 
@@ -84,5 +111,59 @@ pub(crate) fn rebuild(
             }
         }
         pause = (pause * 2).min(BACKOFF.1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::lane::Lanes;
+    use crate::{BatchBuffer, StageTiming};
+
+    struct Zero;
+
+    impl Backend for Zero {
+        fn run(
+            &mut self,
+            b: &BatchBuffer,
+            logits: &mut Vec<f32>,
+            t: &mut Vec<StageTiming>,
+        ) -> Result<(), EngineError> {
+            logits.clear();
+            logits.resize(b.len(), 0.0);
+            t.clear();
+            Ok(())
+        }
+
+        fn classes(&self) -> usize {
+            1
+        }
+    }
+
+    #[test]
+    fn a_lane_thread_that_dies_is_reported_dead_and_down() {
+        let factory: BackendFactory = Arc::new(|_| Ok(Box::new(Zero) as Box<dyn Backend>));
+        let mut lanes = Lanes::start(1, factory, 2, 1, &[]).unwrap();
+        let health = lanes.health();
+        assert!(health.all_up() && !health.any_dead());
+        let mut batch = lanes.take_buffers().remove(0).remove(0);
+        assert!(batch.push(&vec![0u8; crate::IMAGE_BYTES]));
+        let job = Job {
+            batch,
+            done: Box::new(|_, _| panic!("injected panic in a completion callback")),
+        };
+        assert!(lanes.try_submit(0, job).is_ok());
+        let start = Instant::now();
+        while !health.any_dead() {
+            assert!(
+                start.elapsed() < Duration::from_secs(2),
+                "the death was noticed"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(!health.all_up());
+        lanes.shutdown();
     }
 }

@@ -25,7 +25,7 @@ import yaml
 
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import (  # noqa: E402
-    IMAGES, ROOT, check, failures, free_port, get, prom_query, start_gateway, start_prometheus, wait_until,
+    IMAGES, ROOT, check, conclude, free_port, get, prom_query, start_gateway, start_prometheus, stop, wait_until,
 )
 
 DEPLOY = os.path.join(ROOT, "deploy")
@@ -92,15 +92,8 @@ def main():
         firing = [r["name"] for g in alerts for r in g["rules"] if r["state"] != "inactive"]
         check(len(alerts) > 0 and not firing, f"SLO alerts loaded, none firing on a healthy gateway {firing}")
     finally:
-        gateway.terminate()
-        gateway.wait(timeout=60)
-        if prom:
-            prom.terminate()
-            prom.wait(timeout=30)
-    if failures:
-        print(f"\n{len(failures)} check(s) failed; logs in {tmp}", flush=True)
-        sys.exit(1)
-    print("\nall live deploy checks passed", flush=True)
+        stop(gateway, prom)
+    conclude(tmp, "live deploy checks")
 
 
 if __name__ == "__main__":

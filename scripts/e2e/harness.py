@@ -4,6 +4,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import time
 import urllib.parse
 import urllib.request
@@ -11,6 +12,24 @@ import urllib.request
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 IMAGES = os.path.join(ROOT, "..", "shared", "testdata", "images")
 failures = []
+
+
+def stop(gateway, prom):
+    """SIGTERM to the gateway (its exit status is returned) and to Prometheus, if started."""
+    gateway.terminate()
+    code = gateway.wait(timeout=60)
+    if prom:
+        prom.terminate()
+        prom.wait(timeout=30)
+    return code
+
+
+def conclude(tmp, what):
+    """Exit 1 with a count if any check failed, else say that `what` passed."""
+    if failures:
+        print(f"\n{len(failures)} check(s) failed; logs in {tmp}", flush=True)
+        sys.exit(1)
+    print(f"\nall {what} passed", flush=True)
 
 
 def check(ok, what):

@@ -24,7 +24,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import (  # noqa: E402
-    IMAGES, ROOT, check, failures, free_port, get, prom_query, start_gateway, start_prometheus, wait_until,
+    IMAGES, ROOT, check, conclude, free_port, get, prom_query, start_gateway, start_prometheus, stop, wait_until,
 )
 from otlp_receiver import Receiver  # noqa: E402
 
@@ -151,17 +151,10 @@ def main():
         check_prometheus(prom_port, port)
         check_spans(receiver)
     finally:
-        gateway.terminate()
-        code = gateway.wait(timeout=60)
-        if prom:
-            prom.terminate()
-            prom.wait(timeout=30)
+        code = stop(gateway, prom)
     check(code == 0, f"the gateway exits 0 on SIGTERM ({code})")
     check_logs(log_path)
-    if failures:
-        print(f"\n{len(failures)} check(s) failed; logs in {tmp}", flush=True)
-        sys.exit(1)
-    print("\nall observability checks passed", flush=True)
+    conclude(tmp, "observability checks")
 
 
 if __name__ == "__main__":

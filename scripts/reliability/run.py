@@ -103,6 +103,7 @@ def soak(port, pid, minutes):
         rss, fds = proc_stats(pid)
         samples.append((time.monotonic() - t0, rss, fds))
     r = json.load(open(out))
+    samples = samples[:-1] or samples  # the last may catch the client closing its connections
     warm = [s for s in samples if s[0] >= 60] or samples
     rss0, rss_end = warm[0][1], samples[-1][1]
     rss_max = max(s[1] for s in warm)

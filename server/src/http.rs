@@ -49,7 +49,9 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
     let request_id = app.request_id(req.headers());
     let user_agent = header_string(req.headers(), "user-agent");
     let result = match (route, req.method()) {
-        ("/health", &Method::GET) => Ok(json(StatusCode::OK, r#"{"status":"ok"}"#.into())),
+        ("/health", &Method::GET) => app
+            .alive()
+            .map(|()| json(StatusCode::OK, r#"{"status":"ok"}"#.into())),
         ("/ready", &Method::GET) => app
             .ready()
             .map(|()| json(StatusCode::OK, r#"{"status":"ready"}"#.into())),

@@ -106,6 +106,22 @@ impl App {
             .ok_or(ApiError::NotReady("the model is loading"))
     }
 
+    /// Alive: every engine lane thread is running (a dead one needs a process restart, which
+    /// a liveness probe failing on 503 brings about).
+    fn alive(&self) -> Result<(), ApiError> {
+        let dead = self
+            .pipeline
+            .read()
+            .as_ref()
+            .is_some_and(|p| p.health.any_dead());
+        if dead {
+            return Err(ApiError::NotReady(
+                "an engine lane thread died; restart the process",
+            ));
+        }
+        Ok(())
+    }
+
     /// Ready: loaded, warmed up, not draining, and every engine lane up.
     fn ready(&self) -> Result<(), ApiError> {
         let pipeline = self.pipeline()?;
