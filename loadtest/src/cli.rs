@@ -13,7 +13,8 @@ use crate::sweep::SweepSpec;
 use crate::LoadError;
 
 /// Open- and closed-loop HTTP load with HDR latency, the server's own metrics, SLO thresholds
-/// and sweeps. Exit status: 0 ok, 1 bad flags or I/O, 3 an SLO threshold was missed.
+/// and sweeps. Exit status: 0 ok, 1 a bad value or an I/O error, 2 a usage error, 3 an SLO
+/// threshold was missed.
 #[derive(Debug, Parser)]
 #[command(name = "loadtest", version)]
 pub struct Cli {
