@@ -47,7 +47,11 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
     };
     let span = RequestSpan::begin(tracer, traceparent);
     let request_id = app.request_id(req.headers());
-    let user_agent = header_string(req.headers(), "user-agent");
+    // Only a recorded span carries it: no allocation per request otherwise.
+    let user_agent = span
+        .sampled
+        .then(|| header_string(req.headers(), "user-agent"))
+        .flatten();
     let result = match (route, req.method()) {
         ("/health", &Method::GET) => app
             .alive()
