@@ -194,17 +194,17 @@ impl Config {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env(lookup);
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let app = AppConfig {
+            name: env
+                .get("APP_NAME")
+                .unwrap_or_else(|| "inference-gateway".into()),
+            version: env
+                .get("APP_VERSION")
+                .unwrap_or_else(|| env!("CARGO_PKG_VERSION").into()),
+            debug: env.flag("DEBUG", false)?,
+            workers: env.number("WORKERS", cores.min(4), 1)?,
+        };
         Ok(Self {
-            app: AppConfig {
-                name: env
-                    .get("APP_NAME")
-                    .unwrap_or_else(|| "inference-gateway".into()),
-                version: env
-                    .get("APP_VERSION")
-                    .unwrap_or_else(|| env!("CARGO_PKG_VERSION").into()),
-                debug: env.flag("DEBUG", false)?,
-                workers: env.number("WORKERS", cores.min(4), 1)?,
-            },
             http: HttpConfig {
                 host: env.parse("HOST", IpAddr::from([0, 0, 0, 0]), |s| {
                     s.parse()
@@ -250,8 +250,9 @@ impl Config {
                     }
                 })?,
                 enable_metrics: env.flag("ENABLE_METRICS", true)?,
-                trace: otel::trace_config(&env)?,
+                trace: otel::trace_config(&env, &app)?,
             },
+            app,
         })
     }
 }

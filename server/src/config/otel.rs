@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::{ConfigError, Env};
+use super::{AppConfig, ConfigError, Env};
 use crate::trace::{Endpoint, Sampler, TraceConfig};
 
 fn millis<F: Fn(&str) -> Option<String>>(
@@ -34,8 +34,10 @@ fn pairs(s: &str) -> Result<Vec<(String, String)>, String> {
 
 /// Reads the tracing variables. Tracing is on only with `ENABLE_TRACING=true`; the `OTEL_*`
 /// variables are validated either way, so a typo fails at start, not when tracing is turned on.
+/// `service.name` is `OTEL_SERVICE_NAME`, else the app's name; `service.version` its version.
 pub(super) fn trace_config<F: Fn(&str) -> Option<String>>(
     env: &Env<F>,
+    app: &AppConfig,
 ) -> Result<TraceConfig, ConfigError> {
     let disabled_sdk = env.flag("OTEL_SDK_DISABLED", false)?;
     let exporter_none = env.parse("OTEL_TRACES_EXPORTER", false, |s| match s {
@@ -69,14 +71,10 @@ pub(super) fn trace_config<F: Fn(&str) -> Option<String>>(
     )?;
     let name = env
         .get("OTEL_SERVICE_NAME")
-        .or_else(|| env.get("APP_NAME"))
-        .unwrap_or_else(|| "inference-gateway".into());
-    let version = env
-        .get("APP_VERSION")
-        .unwrap_or_else(|| env!("CARGO_PKG_VERSION").into());
+        .unwrap_or_else(|| app.name.clone());
     let mut resource = vec![
         ("service.name".to_owned(), name),
-        ("service.version".to_owned(), version),
+        ("service.version".to_owned(), app.version.clone()),
         (
             "telemetry.sdk.name".to_owned(),
             "inference-gateway".to_owned(),
@@ -112,7 +110,8 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        trace_config(&Env(|k: &str| map.get(k).cloned()))
+        // Through the whole config, as the server reads it (the app identity comes from there).
+        super::super::Config::from_lookup(|k| map.get(k).cloned()).map(|c| c.telemetry.trace)
     }
 
     #[test]
