@@ -76,8 +76,7 @@ pub async fn run_with(
         .enabled
         .then_some(&app.config.telemetry.trace)
     {
-        let e = &t.endpoint;
-        tracing::info!(endpoint = %format!("http://{}:{}{}", e.host, e.port, e.path), sampler = ?t.sampler, "exporting traces");
+        tracing::info!(endpoint = %t.endpoint, sampler = ?t.sampler, "exporting traces");
     }
     let loader = tokio::task::spawn_blocking({
         let app = app.clone();

@@ -127,7 +127,7 @@ impl Worker {
         match post(ep, &self.config.headers, &body, self.config.timeout) {
             Ok(()) => {
                 if !self.healthy {
-                    tracing::info!(endpoint = %url(ep), "trace export recovered");
+                    tracing::info!(endpoint = %ep, "trace export recovered");
                     self.healthy = true;
                 }
             }
@@ -137,7 +137,7 @@ impl Worker {
                     .inc_by(batch.len() as u64);
                 if self.healthy {
                     tracing::warn!(
-                        endpoint = %url(ep),
+                        endpoint = %ep,
                         error = %e,
                         "trace export failed; spans are dropped until the collector answers \
                          (requests are not affected)"
@@ -148,10 +148,6 @@ impl Worker {
         }
         batch.clear();
     }
-}
-
-fn url(ep: &Endpoint) -> String {
-    format!("http://{}:{}{}", ep.host, ep.port, ep.path)
 }
 
 /// One blocking HTTP/1.1 POST with a total deadline; `Ok` on a 2xx status.

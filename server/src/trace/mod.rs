@@ -100,6 +100,23 @@ impl Endpoint {
     }
 }
 
+impl Endpoint {
+    /// `host:port`, with an IPv6 host in brackets (the `Host` header and the URL use it).
+    pub fn authority(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "http://{}{}", self.authority(), self.path)
+    }
+}
+
 /// A span attribute value.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
@@ -351,6 +368,7 @@ mod tests {
         assert_eq!((e.port, e.path.as_str()), (9, "/custom"));
         let e = Endpoint::parse("http://[::1]:4318/", true).unwrap();
         assert_eq!((e.host.as_str(), e.path.as_str()), ("::1", "/v1/traces"));
+        assert_eq!(e.to_string(), "http://[::1]:4318/v1/traces");
         assert!(Endpoint::parse("https://x:4318", true).is_err());
         assert!(Endpoint::parse("http://x:port", true).is_err());
     }
