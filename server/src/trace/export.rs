@@ -180,11 +180,10 @@ fn post(
     }
     let mut stream = stream.ok_or(last)?;
     let mut head = format!(
-        "POST {} HTTP/1.1\r\nHost: {}:{}\r\nContent-Type: application/x-protobuf\r\n\
+        "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-protobuf\r\n\
          Content-Length: {}\r\nConnection: close\r\n",
         ep.path,
-        ep.host,
-        ep.port,
+        ep.authority(),
         body.len()
     );
     for (k, v) in headers {
