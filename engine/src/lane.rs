@@ -237,38 +237,8 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::Fake;
     use std::sync::atomic::{AtomicUsize, Ordering};
-
-    /// Logit `i` of image `n` is the image's first byte + i; fails or panics on demand.
-    struct Fake {
-        runs: Arc<AtomicUsize>,
-        fail_on: Option<usize>,
-        panic_on: Option<usize>,
-    }
-
-    impl Backend for Fake {
-        fn run(
-            &mut self,
-            b: &BatchBuffer,
-            logits: &mut Vec<f32>,
-            t: &mut Vec<StageTiming>,
-        ) -> Result<(), EngineError> {
-            let run = self.runs.fetch_add(1, Ordering::SeqCst);
-            t.clear();
-            logits.clear();
-            if self.fail_on == Some(run) {
-                return Err(EngineError::Inference("injected".into()));
-            }
-            assert!(self.panic_on != Some(run), "injected panic");
-            for i in 0..b.len() {
-                logits.extend((0..3).map(|c| f32::from(b.image(i)[0]) + c as f32));
-            }
-            Ok(())
-        }
-        fn classes(&self) -> usize {
-            3
-        }
-    }
 
     fn lanes(fail_on: Option<usize>, panic_on: Option<usize>) -> Lanes {
         let runs = Arc::new(AtomicUsize::new(0));

@@ -18,6 +18,8 @@ mod error;
 pub mod gpu;
 mod lane;
 mod supervise;
+#[cfg(test)]
+mod testing;
 
 use std::time::Duration;
 

@@ -120,31 +120,12 @@ mod tests {
 
     use super::*;
     use crate::lane::Lanes;
-    use crate::{BatchBuffer, StageTiming};
-
-    struct Zero;
-
-    impl Backend for Zero {
-        fn run(
-            &mut self,
-            b: &BatchBuffer,
-            logits: &mut Vec<f32>,
-            t: &mut Vec<StageTiming>,
-        ) -> Result<(), EngineError> {
-            logits.clear();
-            logits.resize(b.len(), 0.0);
-            t.clear();
-            Ok(())
-        }
-
-        fn classes(&self) -> usize {
-            1
-        }
-    }
+    use crate::testing::Fake;
 
     #[test]
     fn a_lane_thread_that_dies_is_reported_dead_and_down() {
-        let factory: BackendFactory = Arc::new(|_| Ok(Box::new(Zero) as Box<dyn Backend>));
+        let factory: BackendFactory =
+            Arc::new(|_| Ok(Box::new(Fake::healthy()) as Box<dyn Backend>));
         let mut lanes = Lanes::start(1, factory, 2, 1, &[]).unwrap();
         let health = lanes.health();
         assert!(health.all_up() && !health.any_dead());
