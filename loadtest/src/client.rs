@@ -91,7 +91,7 @@ impl Conn {
     /// Sends `req` and reads the whole response within `timeout` (connecting included).
     pub async fn send(&mut self, req: Request<Full<Bytes>>, timeout: Duration) -> Outcome {
         match tokio::time::timeout(timeout, self.exchange(req)).await {
-            Ok(Ok(status)) => Outcome::Status(status),
+            Ok(Ok((status, _))) => Outcome::Status(status),
             Ok(Err(failure)) => {
                 self.close();
                 Outcome::Failed(failure)
@@ -103,7 +103,8 @@ impl Conn {
         }
     }
 
-    async fn exchange(&mut self, req: Request<Full<Bytes>>) -> Result<u16, Failure> {
+    /// One request on this connection (reopened when needed): the status and the whole body.
+    async fn exchange(&mut self, req: Request<Full<Bytes>>) -> Result<(u16, Bytes), Failure> {
         let reusable = match self.sender.as_mut() {
             Some(s) => s.ready().await.is_ok(),
             None => false,
@@ -115,12 +116,12 @@ impl Conn {
         let sender = self.sender.as_mut().expect("opened above");
         let response = sender.send_request(req).await.map_err(|_| Failure::Io)?;
         let status = response.status().as_u16();
-        response
+        let body = response
             .into_body()
             .collect()
             .await
             .map_err(|_| Failure::Io)?;
-        Ok(status)
+        Ok((status, body.to_bytes()))
     }
 }
 
@@ -137,15 +138,8 @@ pub async fn get_text(addr: &str, host: &str, path: &str, timeout: Duration) -> 
         .header(hyper::header::HOST, host)
         .body(Full::new(Bytes::new()))
         .ok()?;
-    let fut = async {
-        conn.open().await.ok()?;
-        let sender = conn.sender.as_mut()?;
-        let response = sender.send_request(req).await.ok()?;
-        if response.status() != 200 {
-            return None;
-        }
-        let body = response.into_body().collect().await.ok()?.to_bytes();
-        String::from_utf8(body.to_vec()).ok()
-    };
-    tokio::time::timeout(timeout, fut).await.ok().flatten()
+    match tokio::time::timeout(timeout, conn.exchange(req)).await {
+        Ok(Ok((200, body))) => String::from_utf8(body.to_vec()).ok(),
+        _ => None,
+    }
 }
