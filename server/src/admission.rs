@@ -40,8 +40,7 @@ impl Admission {
         Some(Permit(self.clone()))
     }
 
-    /// Images waiting now.
-    #[cfg(test)]
+    /// Images admitted whose batch has not started: being read, decoded or queued.
     pub fn waiting(&self) -> usize {
         self.waiting.load(Ordering::Acquire)
     }

@@ -1,17 +1,24 @@
 //! The batcher thread: owns the [`Queue`] and the lanes' batch buffers, and decides when a
 //! batch starts.
 //!
-//! Rules: an idle lane takes whatever is waiting at once (no added latency when there is spare
-//! capacity). A busy lane with a second buffer (GPU lanes, where copy and compute overlap) may
-//! hold one more batch in its slot; that batch is formed only when `MAX_BATCH_SIZE` images wait or the oldest has waited `MAX_BATCH_DELAY_MS`, so
-//! batches grow exactly while waiting costs nothing. Each image is copied once, straight into
-//! the lane's reusable batch buffer.
+//! Rules ([`pick_lane`]):
+//! - An idle lane takes whatever is waiting at once (no added latency when there is spare
+//!   capacity), unless more admitted images are still being read or decoded. Then it waits for
+//!   them, up to `MAX_BATCH_DELAY_MS`, so requests that arrive together run together instead
+//!   of the first running alone and the rest queueing behind it. A lone client never waits.
+//! - A busy lane with a second buffer (GPU lanes, where copy and compute overlap) may hold one
+//!   more batch in its slot; that batch is formed only when `MAX_BATCH_SIZE` images wait or the
+//!   oldest has waited `MAX_BATCH_DELAY_MS`, so batches grow exactly while waiting costs nothing.
+//!
+//! Each image is copied once, straight into the lane's reusable batch buffer.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, never, select, Receiver, Sender};
 use engine::{BatchBuffer, BatchOutput, EngineError, Job, Lanes};
 
+use crate::admission::Admission;
 use crate::metrics::Metrics;
 use crate::queue::{InferOutput, Pending, Queue};
 use crate::trace::{BatchSpan, Tracer};
@@ -44,7 +51,8 @@ pub struct Telemetry {
 pub struct BatcherConfig {
     /// Largest batch.
     pub max_batch: usize,
-    /// How long a batch may grow while every lane is busy.
+    /// How long a batch may grow while every lane is busy, or while an idle lane waits for
+    /// admitted images that are still being decoded.
     pub max_delay: Duration,
 }
 
@@ -55,6 +63,7 @@ pub fn spawn(
     lanes: Lanes,
     buffers: Vec<Vec<BatchBuffer>>,
     requests: Receiver<Pending>,
+    admission: Arc<Admission>,
     telemetry: Telemetry,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let total: usize = buffers.iter().map(Vec::len).sum();
@@ -72,6 +81,7 @@ pub fn spawn(
         lanes,
         state,
         queue: Queue::default(),
+        admission,
         done_tx,
         metrics: telemetry.metrics,
         tracer: telemetry.tracer,
@@ -90,6 +100,8 @@ struct Batcher {
     lanes: Lanes,
     state: Vec<LaneState>,
     queue: Queue,
+    /// Counts admitted images whose batch has not started, including those not yet queued.
+    admission: Arc<Admission>,
     done_tx: Sender<Finished>,
     metrics: Metrics,
     tracer: Tracer,
@@ -115,14 +127,18 @@ impl Batcher {
                 },
                 recv(timeout) -> _ => {},
             }
+            let mut backlog = 0;
             if let Some(rx) = &open {
                 // Take everything already waiting, so one wake-up forms one full batch.
                 while self.queue.len() < self.config.max_batch {
                     let Ok(p) = rx.try_recv() else { break };
                     self.queue.push(p);
                 }
+                backlog = rx.len();
             }
-            self.dispatch(open.is_none());
+            // Admitted, and neither queued here nor in the channel: still being read or decoded.
+            let arriving = (self.admission.waiting()).saturating_sub(self.queue.len() + backlog);
+            self.dispatch(open.is_none(), arriving);
             if open.is_none()
                 && self.queue.is_empty()
                 && self.state.iter().all(|s| s.in_flight == 0)
@@ -132,30 +148,31 @@ impl Batcher {
         }
     }
 
-    /// When the queued batch may start on a busy lane, if that is what we wait for.
+    /// When the queued images become due (the oldest has waited `max_delay`), if a lane could
+    /// then take them: a busy lane's free slot, or an idle lane waiting for arriving images.
     fn wake_at(&self, flushing: bool) -> Option<Instant> {
         let oldest = self.queue.oldest()?;
         let slot_free = self.state.iter().any(|s| s.in_flight < s.depth);
         (slot_free && !flushing).then(|| oldest + self.config.max_delay)
     }
 
-    fn dispatch(&mut self, flushing: bool) {
+    /// Starts every batch the rules allow. `arriving` counts admitted images not yet queued; a
+    /// batch started here releases as many permits as it takes from the queue, so it stays
+    /// right across the loop.
+    fn dispatch(&mut self, flushing: bool, arriving: usize) {
         let now = Instant::now();
         loop {
             if self.queue.is_empty() {
                 return;
             }
-            let idle = self.state.iter().position(|s| s.in_flight == 0);
-            let due = flushing
-                || self.queue.len() >= self.config.max_batch
-                || self
-                    .queue
-                    .oldest()
-                    .is_some_and(|t| now >= t + self.config.max_delay);
-            let lane = idle.or_else(|| {
-                due.then(|| self.state.iter().position(|s| s.in_flight < s.depth))
-                    .flatten()
-            });
+            let moment = Moment {
+                queued: self.queue.len(),
+                oldest: self.queue.oldest(),
+                arriving,
+                flushing,
+                now,
+            };
+            let lane = pick_lane(&self.state, &moment, &self.config);
             let Some(lane) = lane else {
                 let dropped = self.queue.drop_dead(now);
                 self.metrics
@@ -212,6 +229,37 @@ impl Batcher {
     }
 }
 
+/// What the batcher knows when it decides whether a batch starts.
+struct Moment {
+    /// Images in the queue.
+    queued: usize,
+    /// When the oldest of them arrived.
+    oldest: Option<Instant>,
+    /// Admitted images still being read or decoded.
+    arriving: usize,
+    /// Shutting down: everything queued runs now.
+    flushing: bool,
+    now: Instant,
+}
+
+/// The lane the queued images should start on now, if any (the module's rules).
+fn pick_lane(lanes: &[LaneState], m: &Moment, config: &BatcherConfig) -> Option<usize> {
+    if m.queued == 0 {
+        return None;
+    }
+    let due = m.flushing
+        || m.queued >= config.max_batch
+        || m.oldest.is_some_and(|t| m.now >= t + config.max_delay);
+    let idle = lanes
+        .iter()
+        .position(|s| s.in_flight == 0)
+        .filter(|_| due || m.arriving == 0);
+    idle.or_else(|| {
+        due.then(|| lanes.iter().position(|s| s.in_flight < s.depth))
+            .flatten()
+    })
+}
+
 type Ticket = (
     tokio::sync::oneshot::Sender<crate::queue::InferReply>,
     Duration,
@@ -230,5 +278,85 @@ fn reply_all(tickets: Vec<Ticket>, result: Result<BatchOutput<'_>, EngineError>)
             Err(e) => Err(e.clone()),
         };
         let _ = reply.send(answer); // a closed receiver means the client has gone
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn lanes(slots: &[(usize, usize)]) -> Vec<LaneState> {
+        slots
+            .iter()
+            .map(|&(in_flight, depth)| LaneState {
+                in_flight,
+                depth,
+                buffers: Vec::new(),
+            })
+            .collect()
+    }
+
+    fn config() -> BatcherConfig {
+        BatcherConfig {
+            max_batch: 8,
+            max_delay: 5 * MS,
+        }
+    }
+
+    fn moment(queued: usize, waited: Duration, arriving: usize) -> Moment {
+        let now = Instant::now();
+        Moment {
+            queued,
+            oldest: (queued > 0).then(|| now - waited),
+            arriving,
+            flushing: false,
+            now,
+        }
+    }
+
+    #[test]
+    fn a_lone_request_starts_at_once_on_an_idle_lane() {
+        let m = moment(1, Duration::ZERO, 0);
+        assert_eq!(pick_lane(&lanes(&[(0, 1)]), &m, &config()), Some(0));
+        assert_eq!(
+            pick_lane(&lanes(&[(0, 1)]), &moment(0, MS, 0), &config()),
+            None
+        );
+    }
+
+    #[test]
+    fn an_idle_lane_waits_for_images_still_decoding_until_full_or_due() {
+        let idle = lanes(&[(0, 1)]);
+        assert_eq!(pick_lane(&idle, &moment(1, MS, 7), &config()), None);
+        assert_eq!(pick_lane(&idle, &moment(7, 4 * MS, 1), &config()), None);
+        assert_eq!(pick_lane(&idle, &moment(8, MS, 5), &config()), Some(0));
+        assert_eq!(pick_lane(&idle, &moment(1, 5 * MS, 7), &config()), Some(0));
+        let flushing = Moment {
+            flushing: true,
+            ..moment(1, Duration::ZERO, 7)
+        };
+        assert_eq!(pick_lane(&idle, &flushing, &config()), Some(0));
+    }
+
+    #[test]
+    fn a_busy_lane_takes_a_second_batch_only_when_due_and_only_into_a_free_slot() {
+        let one_slot = lanes(&[(1, 1)]);
+        assert_eq!(pick_lane(&one_slot, &moment(8, 9 * MS, 0), &config()), None);
+        let two_slots = lanes(&[(1, 2)]);
+        assert_eq!(pick_lane(&two_slots, &moment(3, MS, 0), &config()), None);
+        assert_eq!(
+            pick_lane(&two_slots, &moment(3, 5 * MS, 0), &config()),
+            Some(0)
+        );
+        assert_eq!(pick_lane(&two_slots, &moment(8, MS, 0), &config()), Some(0));
+    }
+
+    #[test]
+    fn an_idle_lane_is_preferred_to_a_busy_one() {
+        let mixed = lanes(&[(1, 2), (0, 2)]);
+        assert_eq!(pick_lane(&mixed, &moment(8, 9 * MS, 0), &config()), Some(1));
+        assert_eq!(pick_lane(&mixed, &moment(2, MS, 0), &config()), Some(1));
     }
 }

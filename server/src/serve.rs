@@ -210,7 +210,7 @@ fn start_pipeline(app: &App) -> Result<(Pipeline, JoinHandle<()>), ServeError> {
         tracer: app.tracer.clone(),
         device: "cpu",
     };
-    let thread = batcher::spawn(config, lanes, buffers, rx, telemetry)?;
+    let thread = batcher::spawn(config, lanes, buffers, rx, app.admission.clone(), telemetry)?;
     let version = match model.origin {
         "builtin" => format!("builtin-seed{}-v{}", mc.seed, models::GENERATOR_VERSION),
         _ => model

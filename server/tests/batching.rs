@@ -7,6 +7,8 @@ use std::collections::HashSet;
 
 use common::{files, predict_multipart, TestServer};
 use engine::{Backend, BatchBuffer, CpuBackend, ModelSource};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 /// The server's own top-5 (softmax over all classes), as `(class_id, probability)`.
 fn top5(logits: &[f32]) -> Vec<(usize, f32)> {
@@ -116,4 +118,75 @@ async fn concurrent_requests_are_batched_without_changing_answers() {
         "the target image never ran inside a batch"
     );
     server.stop().await.unwrap();
+}
+
+/// Requests that arrive together run together: eight requests admitted while the engine is
+/// idle form one batch of 8, although the first of them is decoded long before the last.
+/// (Without the wait, the first would start alone at once and the other seven queue behind
+/// it.) A lone request, on the same server, still starts at once despite the long delay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_admitted_together_share_one_batch_and_a_lone_one_does_not_wait() {
+    let server = TestServer::start(&[
+        ("MAX_BATCH_SIZE", "8"),
+        ("MAX_BATCH_DELAY_MS", "3000"),
+        ("DECODE_THREADS", "1"),
+    ])
+    .await;
+    let image = std::fs::read(common::images("good").join("ijg-testorig.jpg")).unwrap();
+    let started = std::time::Instant::now();
+    let solo = predict_multipart(server.addr, &image, "").await.unwrap();
+    assert_eq!((solo.status, solo.batch_size()), (200, 1));
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(2500),
+        "a lone request waited for a batch: {:?}",
+        started.elapsed()
+    );
+
+    // Headers first: each request holds its admission permit while its body is outstanding.
+    let (content_type, body) = common::multipart(&image);
+    let mut streams = Vec::new();
+    for _ in 0..8 {
+        let mut s = TcpStream::connect(server.addr).await.unwrap();
+        let head = format!(
+            "POST /predict HTTP/1.1\r\nhost: t\r\nconnection: close\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        streams.push(s);
+    }
+    wait_for_queue_depth(&server, 8).await;
+    let mut tasks = Vec::new();
+    for mut s in streams {
+        let body = body.clone();
+        tasks.push(tokio::spawn(async move {
+            s.write_all(&body).await.unwrap();
+            let mut raw = Vec::new();
+            s.read_to_end(&mut raw).await.unwrap();
+            common::parse(&raw).expect("an HTTP response")
+        }));
+    }
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            r.batch_size(),
+            8,
+            "server-timing: {}",
+            r.headers["server-timing"]
+        );
+    }
+    server.stop().await.unwrap();
+}
+
+/// Waits until `inference_queue_depth` (admitted images whose batch has not started) is `n`.
+async fn wait_for_queue_depth(server: &TestServer, n: usize) {
+    let want = format!("inference_queue_depth {n}");
+    for _ in 0..200 {
+        let text = String::from_utf8(server.get("/metrics").await.unwrap().body).unwrap();
+        if text.lines().any(|l| l == want) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("inference_queue_depth never reached {n}");
 }

@@ -93,7 +93,8 @@ pub struct ModelConfig {
 pub struct BatchConfig {
     /// `MAX_BATCH_SIZE`.
     pub max_batch_size: usize,
-    /// `MAX_BATCH_DELAY_MS`: how long a batch may grow while every lane is busy.
+    /// `MAX_BATCH_DELAY_MS`: how long a batch may grow while every lane is busy, or while an idle
+    /// lane waits for images already admitted and still being decoded.
     pub max_batch_delay: Duration,
     /// `MAX_QUEUE_SIZE`: images admitted and not yet in a batch; beyond it → 429.
     pub max_queue_size: usize,

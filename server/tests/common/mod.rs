@@ -133,12 +133,8 @@ impl TestServer {
     }
 }
 
-/// `POST /predict?query` with `bytes` as the multipart field `file`.
-pub async fn predict_multipart(
-    addr: SocketAddr,
-    bytes: &[u8],
-    query: &str,
-) -> std::io::Result<Reply> {
+/// `bytes` as the multipart field `file`: the content type and the body.
+pub fn multipart(bytes: &[u8]) -> (String, Vec<u8>) {
     let boundary = "----gatewaytestboundary";
     let mut body = format!(
         "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"img\"\r\n\
@@ -147,7 +143,16 @@ pub async fn predict_multipart(
     .into_bytes();
     body.extend_from_slice(bytes);
     body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    let ct = format!("multipart/form-data; boundary={boundary}");
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// `POST /predict?query` with `bytes` as the multipart field `file`.
+pub async fn predict_multipart(
+    addr: SocketAddr,
+    bytes: &[u8],
+    query: &str,
+) -> std::io::Result<Reply> {
+    let (ct, body) = multipart(bytes);
     let path = if query.is_empty() {
         "/predict".to_string()
     } else {
@@ -233,7 +238,8 @@ pub async fn request(
     })
 }
 
-fn parse(raw: &[u8]) -> Option<Reply> {
+/// Parses one raw HTTP/1.1 response (`Connection: close`).
+pub fn parse(raw: &[u8]) -> Option<Reply> {
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = std::str::from_utf8(&raw[..split]).ok()?;
     let mut lines = head.split("\r\n");
