@@ -65,7 +65,8 @@ pub struct CpuConfig {
     pub intra_threads: usize,
     /// Normalisation applied to the u8 images before the model.
     pub normalization: Normalization,
-    /// Whether idle ONNX Runtime threads spin; off leaves the cores to decoding.
+    /// Whether idle ONNX Runtime threads spin between operators (its default); off yields the
+    /// cores at once.
     pub spinning: bool,
 }
 

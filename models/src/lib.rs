@@ -39,13 +39,15 @@ pub const IMAGENET_NORMALIZATION: engine::Normalization = engine::Normalization 
     std: [0.229, 0.224, 0.225],
 };
 /// How this project runs a ResNet50 on the CPU: ImageNet normalisation, `threads` ONNX Runtime
-/// threads, idle threads not spinning (the cores are shared with image decoding).
+/// threads that spin between operators (ONNX Runtime's default). Spinning costs the decode
+/// threads less than it gains: on 2 cores under Poisson load at 13/s, p99 fell from 1.0–1.2 s
+/// to 0.39–0.66 s (see `docs/benchmarks/README.md`).
 pub fn cpu_config(model: engine::ModelSource, threads: usize) -> engine::CpuConfig {
     engine::CpuConfig {
         model,
         intra_threads: threads,
         normalization: IMAGENET_NORMALIZATION,
-        spinning: false,
+        spinning: true,
     }
 }
 

@@ -184,7 +184,10 @@ fn start_pipeline(app: &App) -> Result<(Pipeline, JoinHandle<()>), ServeError> {
         .batching
         .max_batch_size
         .min(sig.fixed_batch.unwrap_or(usize::MAX));
-    let cpu = models::cpu_config(ModelSource::File(model.path.clone()), mc.engine_threads);
+    let cpu = engine::CpuConfig {
+        spinning: mc.engine_spin,
+        ..models::cpu_config(ModelSource::File(model.path.clone()), mc.engine_threads)
+    };
     let factory: BackendFactory =
         Arc::new(move |_lane| Ok(Box::new(CpuBackend::new(&cpu)?) as Box<dyn Backend>));
     let warmup = if mc.warmup {

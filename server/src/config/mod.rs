@@ -84,6 +84,9 @@ pub struct ModelConfig {
     pub engine_threads: usize,
     /// `DECODE_THREADS`: image decoding threads.
     pub decode_threads: usize,
+    /// `ENGINE_SPIN`: ONNX Runtime's idle intra-op threads spin (off yields the cores at once,
+    /// for hosts that share them with other work).
+    pub engine_spin: bool,
     /// `RELOAD`: watch the model file (not implemented yet; warned about at start).
     pub reload: bool,
 }
@@ -301,6 +304,7 @@ fn model_config<F: Fn(&str) -> Option<String>>(
         ),
         engine_threads: env.number("ENGINE_THREADS", cores, 1)?,
         decode_threads: env.number("DECODE_THREADS", cores, 1)?,
+        engine_spin: env.flag("ENGINE_SPIN", true)?,
         reload: env.flag("RELOAD", false)?,
     })
 }

@@ -1,11 +1,13 @@
 //! ONNX Runtime alone on a model file: the ceiling the gateway is measured against.
 //!
-//! `cargo run --release -p engine --example ort_alone -- MODEL.onnx [BATCH] [SECONDS] [THREADS]`
-//! prints images/s and the median batch latency, with the same session settings the server uses.
+//! `cargo run --release -p models --example ort_alone -- MODEL.onnx [BATCH] [SECONDS] [THREADS]`
+//! prints images/s and the median batch latency, with the session settings the server uses by
+//! default ([`models::cpu_config`]: ONNX Runtime's own defaults, graph optimisation level 3).
+//! `ENGINE_SPIN=false` turns spinning off, as it does for the server.
 
 use std::time::{Duration, Instant};
 
-use engine::{Backend, BatchBuffer, CpuBackend, CpuConfig, ModelSource, Normalization};
+use engine::{Backend, BatchBuffer, CpuBackend, ModelSource};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -19,16 +21,8 @@ fn main() {
     let dylib = std::env::var("ORT_DYLIB_PATH")
         .unwrap_or_else(|_| ".cache/onnxruntime/libonnxruntime.so".into());
     engine::init_onnx_runtime(dylib.as_ref()).expect("ONNX Runtime");
-    let normalization = Normalization {
-        mean: [0.485, 0.456, 0.406],
-        std: [0.229, 0.224, 0.225],
-    };
-    let config = CpuConfig {
-        model: ModelSource::File(model.into()),
-        intra_threads: threads,
-        normalization,
-        spinning: false,
-    };
+    let mut config = models::cpu_config(ModelSource::File(model.into()), threads);
+    config.spinning = std::env::var("ENGINE_SPIN").map_or(true, |v| v != "false");
     let mut backend = CpuBackend::new(&config).expect("session");
     let mut buf = BatchBuffer::new(batch);
     for i in 0..batch {
