@@ -150,7 +150,7 @@ fn finish(app: &App, span: &RequestSpan, d: Done<'_>) {
         method = d.method,
         route = d.route,
         status,
-        latency_ms = elapsed.as_secs_f64() * 1e3,
+        latency_ms = elapsed.as_micros() as f64 / 1e3, // whole µs: 0.723, not 0.72334999…
         "request"
     );
 }
