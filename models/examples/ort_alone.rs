@@ -1,9 +1,9 @@
 //! ONNX Runtime alone on a model file: the ceiling the gateway is measured against.
 //!
-//! `cargo run --release -p models --example ort_alone -- MODEL.onnx [BATCH] [SECONDS] [THREADS]`
+//! `cargo run --release -p models --example ort_alone -- MODEL.onnx [BATCH] [SECONDS] [THREADS] [SPIN]`
 //! prints images/s and the median batch latency, with the session settings the server uses by
 //! default ([`models::cpu_config`]: ONNX Runtime's own defaults, graph optimisation level 3).
-//! `ENGINE_SPIN=false` turns spinning off, as it does for the server.
+//! `SPIN` `false` turns intra-op spinning off, as `ENGINE_SPIN=false` does for the server.
 
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let model = args
         .first()
-        .expect("usage: ort_alone MODEL.onnx [BATCH] [SECONDS] [THREADS]");
+        .expect("usage: ort_alone MODEL.onnx [BATCH] [SECONDS] [THREADS] [SPIN]");
     let batch: usize = args.get(1).map_or(1, |s| s.parse().expect("BATCH"));
     let seconds: f64 = args.get(2).map_or(10.0, |s| s.parse().expect("SECONDS"));
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -22,7 +22,9 @@ fn main() {
         .unwrap_or_else(|_| ".cache/onnxruntime/libonnxruntime.so".into());
     engine::init_onnx_runtime(dylib.as_ref()).expect("ONNX Runtime");
     let mut config = models::cpu_config(ModelSource::File(model.into()), threads);
-    config.spinning = std::env::var("ENGINE_SPIN").map_or(true, |v| v != "false");
+    if let Some(spin) = args.get(4) {
+        config.spinning = spin.parse().expect("SPIN: true or false");
+    }
     let mut backend = CpuBackend::new(&config).expect("session");
     let mut buf = BatchBuffer::new(batch);
     for i in 0..batch {

@@ -40,8 +40,8 @@ pub const IMAGENET_NORMALIZATION: engine::Normalization = engine::Normalization 
 };
 /// How this project runs a ResNet50 on the CPU: ImageNet normalisation, `threads` ONNX Runtime
 /// threads that spin between operators (ONNX Runtime's default). Spinning costs the decode
-/// threads less than it gains: on 2 cores under Poisson load at 13/s, p99 fell from 1.0–1.2 s
-/// to 0.39–0.66 s (see `docs/benchmarks/README.md`).
+/// threads less than it gains: on 2 cores under Poisson load at 13/s, the median p99 of four
+/// alternating rounds fell from 733 ms to 520 ms (`docs/benchmarks/README.md`).
 pub fn cpu_config(model: engine::ModelSource, threads: usize) -> engine::CpuConfig {
     engine::CpuConfig {
         model,

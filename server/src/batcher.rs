@@ -137,7 +137,10 @@ impl Batcher {
                 backlog = rx.len();
             }
             // Admitted, and neither queued here nor in the channel: still being read or decoded.
-            let arriving = (self.admission.waiting()).saturating_sub(self.queue.len() + backlog);
+            let arriving = self
+                .admission
+                .waiting()
+                .saturating_sub(self.queue.len() + backlog);
             self.dispatch(open.is_none(), arriving);
             if open.is_none()
                 && self.queue.is_empty()
