@@ -147,9 +147,11 @@ async fn requests_admitted_together_share_one_batch_and_a_lone_one_does_not_wait
     let mut streams = Vec::new();
     for _ in 0..8 {
         let mut s = TcpStream::connect(server.addr).await.unwrap();
-        let head = format!(
-            "POST /predict HTTP/1.1\r\nhost: t\r\nconnection: close\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\r\n",
-            body.len()
+        let head = common::head(
+            "POST",
+            "/predict",
+            &[("content-type", &content_type)],
+            body.len(),
         );
         s.write_all(head.as_bytes()).await.unwrap();
         streams.push(s);

@@ -209,6 +209,18 @@ impl Reply {
     }
 }
 
+/// The head of a `Connection: close` request whose body is `content_length` bytes.
+pub fn head(method: &str, path: &str, headers: &[(&str, &str)], content_length: usize) -> String {
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\ncontent-length: {content_length}\r\n"
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    head
+}
+
 /// One request on a fresh connection (`Connection: close`).
 pub async fn request(
     addr: SocketAddr,
@@ -218,14 +230,7 @@ pub async fn request(
     body: &[u8],
 ) -> std::io::Result<Reply> {
     let mut stream = TcpStream::connect(addr).await?;
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\ncontent-length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
+    let head = head(method, path, headers, body.len());
     stream.write_all(head.as_bytes()).await?;
     stream.write_all(body).await?;
     let mut raw = Vec::new();
