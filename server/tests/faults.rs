@@ -104,10 +104,14 @@ async fn predict(server: &TestServer) -> common::Reply {
 async fn a_failed_batch_answers_each_of_its_requests_and_the_next_batch_runs() {
     let server = TestServer::start_with(
         &[("MODEL_WARMUP", "false"), ("MAX_BATCH_SIZE", "8")],
-        faulty(&[0, 1], &[], &[]),
+        faulty(&[0], &[], &[]),
     )
     .await;
-    // Runs 0 and 1 fail: whatever batches the first concurrent requests form, those fail.
+    // Run 0 fails: the first batch the concurrent requests form. Usually that is all six (the
+    // batcher waits for admitted requests still decoding); when they split, the later batches
+    // succeed. Either way every request gets an answer, and the runs after the failure succeed.
+    // (Failing run 1 too made the first sequential request below fail whenever all six had
+    // shared one batch.)
     let addr = server.addr;
     let img = std::fs::read(common::images("good").join("ijg-testorig.jpg")).unwrap();
     let calls: Vec<_> = (0..6)
@@ -129,7 +133,7 @@ async fn a_failed_batch_answers_each_of_its_requests_and_the_next_batch_runs() {
         }
         statuses.push(r.status);
     }
-    eprintln!("6 concurrent requests over two failing batches: {statuses:?}");
+    eprintln!("6 concurrent requests, the first batch failing: {statuses:?}");
     assert!(
         statuses.iter().all(|s| *s == 200 || *s == 500),
         "{statuses:?}"
