@@ -25,6 +25,13 @@ pub enum EngineError {
     /// The lane lost its backend (a panic) and has not rebuilt it yet; retry shortly.
     #[error("{0}")]
     Restarting(Arc<str>),
+    /// The GPU (or its libraries) cannot be used: missing, unsupported or failing at start.
+    #[error("CUDA: {0}")]
+    DeviceUnavailable(Arc<str>),
+    /// The device context is poisoned (e.g. an illegal address): this process cannot run
+    /// batches any more and must be restarted.
+    #[error("the GPU context is lost; the process must restart: {0}")]
+    DeviceLost(Arc<str>),
     /// The lanes were shut down before the batch could run.
     #[error("the engine is shut down")]
     ShutDown,

@@ -11,11 +11,22 @@
 //! 4. [`tune`]: the on-disk cache of the fastest convolution algorithm per GPU, cuDNN version and
 //!    layer shape, so autotuning runs once per machine.
 //!
-//! What remains for a GPU session (see the project notes): uploading the folded weights, the
-//! cuDNN descriptors and `ConvBiasActivationForward` per fused step, cuBLASLt for the classifier,
-//! graph capture per bucket, and the lane backend that runs it.
+//! 5. [`model`]: the plan with every weight in one 256-byte-aligned arena ([`layout`]).
+//! 6. [`exec`]: the executor, written once against the device-operations interface
+//!    ([`device`]), and [`exec::PlanBackend`], the lane backend around it. Two devices implement
+//!    the interface: cuDNN/cuBLASLt/NVRTC through cudarc (`cuda`, feature `cuda`) and the CPU
+//!    twin ([`twin`]), which runs the same plan, slots, buckets and fp16 weights with cuDNN's
+//!    arithmetic so that everything but the library calls is proven without a GPU.
 
+pub mod device;
+pub mod exec;
 pub mod fold;
+pub mod layout;
+pub mod model;
 pub mod network;
 pub mod plan;
 pub mod tune;
+pub mod twin;
+
+#[cfg(test)]
+mod tests;
