@@ -71,7 +71,9 @@ impl ApiError {
             Self::Deadline(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Engine(engine::EngineError::Restarting(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Engine(
+                engine::EngineError::Restarting(_) | engine::EngineError::DeviceLost(_),
+            ) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Engine(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -89,6 +91,7 @@ impl ApiError {
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Engine(engine::EngineError::Restarting(_)) => "engine_restarting",
+            Self::Engine(engine::EngineError::DeviceLost(_)) => "device_lost",
             Self::Engine(_) => "inference_failed",
         }
     }
@@ -135,7 +138,10 @@ fn engine_summary(e: &engine::EngineError) -> &'static str {
         E::Panicked(_) => "the engine failed on this request's batch and is being restarted (details in the server log)",
         E::Restarting(_) => "the engine is restarting after a failure; retry shortly",
         E::ShutDown => "the engine is shut down",
-        E::RuntimeUnavailable { .. } | E::ModelLoad(_) => "the engine is unavailable (details in the server log)",
+        E::DeviceLost(_) => "the GPU failed unrecoverably; this server is restarting, retry on another",
+        E::RuntimeUnavailable { .. } | E::ModelLoad(_) | E::DeviceUnavailable(_) => {
+            "the engine is unavailable (details in the server log)"
+        }
     }
 }
 
@@ -180,6 +186,10 @@ mod tests {
             (ApiError::NotReady("draining"), 503),
             (ApiError::Deadline(Duration::from_secs(1)), 504),
             (ApiError::Engine(engine::EngineError::ShutDown), 500),
+            (
+                ApiError::Engine(engine::EngineError::DeviceLost("700".into())),
+                503,
+            ),
         ];
         for (err, status) in cases {
             assert_eq!(err.status().as_u16(), status, "{err:?}");

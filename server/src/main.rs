@@ -1,38 +1,53 @@
 //! The `inference-gateway` binary: reads the config, sets up logging, binds, and calls
-//! [`gateway::run`]. `inference-gateway generate-model` writes the built-in model file.
+//! [`gateway::run`]. Subcommands: `generate-model` writes the built-in model file; `plan-check`
+//! runs the GPU engine's plan on its CPU twin against ONNX Runtime.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+mod plan_check;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const USAGE: &str = "\
-inference-gateway: ResNet50 image classification over HTTP
+/// ResNet50 image classification over HTTP. With no subcommand: serve, configured by
+/// environment variables and `.env` (see README.md).
+#[derive(Parser, Debug)]
+#[command(name = "inference-gateway", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
 
-USAGE:
-    inference-gateway                      serve (configured by environment variables and .env)
-    inference-gateway generate-model [--seed N] [--out FILE]
-                                           write the built-in seeded ResNet50 as ONNX
-    inference-gateway --help | --version
-
-See README.md for the environment variables.";
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve (the default).
+    Serve,
+    /// Write the built-in seeded ResNet50 as ONNX.
+    GenerateModel {
+        /// Seed of the weights.
+        #[arg(long, default_value_t = models::DEFAULT_SEED)]
+        seed: u64,
+        /// Output file (default `resnet50-seed{SEED}.onnx`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Run the GPU engine's plan (fp16, folded weights, the same slots and buckets) on its CPU
+    /// twin and compare its answers with the CPU engine (ONNX Runtime).
+    PlanCheck(plan_check::Args),
+}
 
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        None => serve(),
-        Some("generate-model") => generate(&args[1..]),
-        Some("--version" | "-V") => {
-            println!("inference-gateway {}", env!("CARGO_PKG_VERSION"));
-            Ok(())
+    match Cli::parse().command {
+        None | Some(Command::Serve) => serve(),
+        Some(Command::GenerateModel { seed, out }) => generate(seed, out),
+        Some(Command::PlanCheck(args)) => {
+            let config = gateway::Config::from_env()?;
+            gateway::telemetry::init_logging(&config.telemetry);
+            plan_check::run(&config, &args)
         }
-        Some("--help" | "-h") => {
-            println!("{USAGE}");
-            Ok(())
-        }
-        Some(other) => anyhow::bail!("unknown argument {other:?}\n\n{USAGE}"),
     }
 }
 
@@ -70,18 +85,7 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-fn generate(args: &[String]) -> anyhow::Result<()> {
-    let mut seed = models::DEFAULT_SEED;
-    let mut out = None;
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--seed" => seed = value.parse().context("--seed must be an integer")?,
-            "--out" => out = Some(PathBuf::from(value)),
-            other => anyhow::bail!("unknown flag {other:?}\n\n{USAGE}"),
-        }
-    }
+fn generate(seed: u64, out: Option<PathBuf>) -> anyhow::Result<()> {
     let out = out.unwrap_or_else(|| PathBuf::from(format!("resnet50-seed{seed}.onnx")));
     let config = gateway::Config::from_env()?;
     engine::init_onnx_runtime(&config.model.ort_dylib)?;

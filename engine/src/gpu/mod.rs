@@ -30,3 +30,8 @@ pub mod twin;
 
 #[cfg(test)]
 mod tests;
+
+/// The normalisation kernel's per-channel affine map for `norm`.
+pub fn affine_of(norm: crate::Normalization) -> kernels::Affine {
+    kernels::Affine::from_mean_std(norm.mean, norm.std)
+}

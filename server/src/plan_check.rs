@@ -1,0 +1,228 @@
+//! `inference-gateway plan-check`: the GPU engine's plan on its CPU twin against the CPU engine.
+//!
+//! Each image is preprocessed as the server does; varied synthetic inputs can be added. Both
+//! engines run the same batches: ONNX Runtime (fp32, the serving CPU engine) and the GPU plan
+//! (BN folded, fp16 KRSC filters and NHWC activations, fp32 pool and classifier) on
+//! [`engine::gpu::twin::CpuTwin`]. One JSON line per input goes to `--json`; the summary says
+//! whether the answers agree: the same top-1 wherever the CPU engine's top-2 gap is at least
+//! 0.02, and the top-1 probability within 0.02.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use engine::gpu::exec::Executor;
+use engine::gpu::model::PreparedModel;
+use engine::gpu::twin::CpuTwin;
+use engine::{Backend, BatchBuffer, CpuBackend, ModelSource, IMAGE_BYTES};
+
+/// Gap between the CPU engine's two best probabilities above which the top-1 must agree.
+const GAP: f32 = 0.02;
+/// Largest allowed difference of the top-1 probabilities.
+const PROB_TOLERANCE: f32 = 0.02;
+
+/// Arguments of `plan-check`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The ONNX model (default: the built-in model of MODEL_SEED, generated if absent).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// A folder of images (every file in it is tried; undecodable ones are skipped and named).
+    #[arg(long)]
+    images: Option<PathBuf>,
+    /// Also check this many varied synthetic inputs.
+    #[arg(long, default_value_t = 0)]
+    varied: usize,
+    /// Write one JSON line per input: {"file", "top5": [[class_id, probability], …]}.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Images per batch, on both engines.
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+}
+
+struct Input {
+    name: String,
+    pixels: Vec<u8>,
+}
+
+fn inputs(args: &Args, max_pixels: u64) -> anyhow::Result<Vec<Input>> {
+    let mut out = Vec::new();
+    if let Some(dir) = &args.images {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .with_context(|| format!("cannot read {}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file())
+            .collect();
+        files.sort();
+        for path in files {
+            let bytes = std::fs::read(&path)?;
+            match gateway::imaging::preprocess(&bytes, max_pixels) {
+                Ok(p) => out.push(Input {
+                    name: path.display().to_string(),
+                    pixels: p.pixels,
+                }),
+                Err(e) => eprintln!("skipping {}: {e}", path.display()),
+            }
+        }
+    }
+    for (i, pixels) in models::varied_images(0x51A7_C0DE, args.varied)
+        .into_iter()
+        .enumerate()
+    {
+        out.push(Input {
+            name: format!("varied:{i}"),
+            pixels,
+        });
+    }
+    anyhow::ensure!(
+        !out.is_empty(),
+        "no inputs: give --images DIR and/or --varied N"
+    );
+    Ok(out)
+}
+
+/// How one input's two answers compare.
+struct Comparison {
+    twin_top5: Vec<(usize, f32)>,
+    agree: bool,
+    required: bool,
+    prob_diff: f32,
+    logit_error: f32,
+    logit_scale: f32,
+}
+
+fn top(probs: &[f32], k: usize) -> Vec<(usize, f32)> {
+    let mut order: Vec<usize> = (0..probs.len()).collect();
+    order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
+    order.into_iter().take(k).map(|c| (c, probs[c])).collect()
+}
+
+fn compare(cpu: &[f32], twin: &[f32]) -> Comparison {
+    let (pc, pt) = (
+        gateway::predict::softmax(cpu),
+        gateway::predict::softmax(twin),
+    );
+    let (tc, tt) = (top(&pc, 5), top(&pt, 5));
+    let gap = tc[0].1 - tc.get(1).map_or(0.0, |t| t.1);
+    let mean = cpu.iter().sum::<f32>() / cpu.len() as f32;
+    let var = cpu.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / cpu.len() as f32;
+    Comparison {
+        agree: tc[0].0 == tt[0].0,
+        required: gap >= GAP,
+        prob_diff: (tc[0].1 - tt[0].1).abs(),
+        logit_error: cpu
+            .iter()
+            .zip(twin)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max),
+        logit_scale: var.sqrt(),
+        twin_top5: tt,
+    }
+}
+
+/// Runs `backend` on `images` (concatenated u8 HWC) and returns the logits.
+fn cpu_logits(backend: &mut CpuBackend, images: &[&Input]) -> anyhow::Result<Vec<f32>> {
+    let mut batch = BatchBuffer::new(images.len());
+    for i in images {
+        anyhow::ensure!(
+            batch.push(&i.pixels),
+            "{} is not {IMAGE_BYTES} bytes",
+            i.name
+        );
+    }
+    let (mut logits, mut timings) = (Vec::new(), Vec::new());
+    backend.run(&batch, &mut logits, &mut timings)?;
+    Ok(logits)
+}
+
+/// The whole check; fails when the agreement criterion does not hold.
+pub fn run(config: &gateway::Config, args: &Args) -> anyhow::Result<()> {
+    let mc = &config.model;
+    engine::init_onnx_runtime(&mc.ort_dylib)?;
+    let model = models::load(
+        args.model.as_deref(),
+        &mc.cache_dir,
+        mc.seed,
+        mc.engine_threads,
+    )?;
+    let bytes = std::fs::read(&model.path)?;
+    let net = models::network_from_onnx(&bytes)?;
+    let prepared = PreparedModel::build(&net).map_err(anyhow::Error::msg)?;
+    let batch = args.batch.max(1);
+    let affine = engine::gpu::affine_of(models::IMAGENET_NORMALIZATION);
+    let mut twin = Executor::new(CpuTwin::default(), Arc::new(prepared), batch, affine)?;
+    let mut cpu = CpuBackend::new(&models::cpu_config(
+        ModelSource::File(model.path.clone()),
+        mc.engine_threads,
+    ))?;
+    let inputs = inputs(args, config.http.max_image_pixels)?;
+    let mut json = match &args.json {
+        Some(p) => Some(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("cannot write {}", p.display()))?,
+        )),
+        None => None,
+    };
+    let classes = twin.classes();
+    let mut results = Vec::with_capacity(inputs.len());
+    for chunk in inputs.chunks(batch) {
+        let refs: Vec<&Input> = chunk.iter().collect();
+        let want = cpu_logits(&mut cpu, &refs)?;
+        let flat: Vec<u8> = chunk
+            .iter()
+            .flat_map(|i| i.pixels.iter().copied())
+            .collect();
+        let (mut got, mut timings) = (Vec::new(), Vec::new());
+        twin.run(&flat, chunk.len(), &mut got, &mut timings)?;
+        for (i, input) in chunk.iter().enumerate() {
+            let row = i * classes..(i + 1) * classes;
+            let c = compare(&want[row.clone()], &got[row]);
+            if let Some(out) = json.as_mut() {
+                let line = serde_json::json!({
+                    "file": input.name,
+                    "top5": c.twin_top5.iter().map(|(k, p)| serde_json::json!([k, p])).collect::<Vec<_>>(),
+                    "logit_error": c.logit_error,
+                });
+                writeln!(out, "{line}")?;
+            }
+            results.push(c);
+        }
+    }
+    if let Some(mut out) = json {
+        out.flush()?;
+    }
+    summarise(&model.path, &results)
+}
+
+fn summarise(model: &Path, results: &[Comparison]) -> anyhow::Result<()> {
+    let n = results.len();
+    let agree = results.iter().filter(|c| c.agree).count();
+    let required = results.iter().filter(|c| c.required).count();
+    let broken = results.iter().filter(|c| c.required && !c.agree).count();
+    let worst_p = results.iter().map(|c| c.prob_diff).fold(0.0, f32::max);
+    let mut errors: Vec<f32> = results.iter().map(|c| c.logit_error).collect();
+    errors.sort_by(f32::total_cmp);
+    let relative = results
+        .iter()
+        .map(|c| c.logit_error / c.logit_scale.max(1e-6))
+        .fold(0.0, f32::max);
+    let summary = serde_json::json!({
+        "model": model.display().to_string(),
+        "inputs": n,
+        "top1_agree": agree,
+        "top1_required": required,
+        "top1_required_disagree": broken,
+        "max_top1_prob_diff": worst_p,
+        "median_max_logit_error": errors[n / 2],
+        "max_logit_error": errors[n - 1],
+        "max_logit_error_over_logit_std": relative,
+    });
+    println!("{summary}");
+    anyhow::ensure!(
+        broken == 0 && worst_p <= PROB_TOLERANCE,
+        "the GPU plan disagrees with the CPU engine: {broken} of {required} clear top-1s differ, \
+         top-1 probabilities differ by up to {worst_p:.4} (allowed {PROB_TOLERANCE})"
+    );
+    Ok(())
+}
