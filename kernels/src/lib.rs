@@ -18,6 +18,22 @@ pub mod launch;
 pub const NORMALIZE_CU: &str = include_str!("../cuda/normalize.cu");
 /// CUDA C of the `softmax_topk` kernel.
 pub const SOFTMAX_TOPK_CU: &str = include_str!("../cuda/softmax_topk.cu");
+/// CUDA C of `max_pool_f16_nhwc` and `avg_pool_f16_to_f32`.
+pub const POOL_CU: &str = include_str!("../cuda/pool.cu");
+/// Every kernel source with the kernels it defines (what NVRTC compiles and CI checks).
+pub const SOURCES: [(&str, &str, &[&str]); 3] = [
+    (
+        "normalize.cu",
+        NORMALIZE_CU,
+        &["normalize_u8_hwc_to_f16_nhwc"],
+    ),
+    ("softmax_topk.cu", SOFTMAX_TOPK_CU, &["softmax_topk"]),
+    (
+        "pool.cu",
+        POOL_CU,
+        &["max_pool_f16_nhwc", "avg_pool_f16_to_f32"],
+    ),
+];
 /// Threads per block of `softmax_topk` (a power of two; the kernel's reductions rely on it).
 pub const SOFTMAX_THREADS: u32 = 256;
 /// Channels of the first layer's input: RGB padded with zeros to a tensor-core-friendly 8.

@@ -39,6 +39,54 @@ pub fn softmax_topk(logits: &[f32], classes: usize, k: usize) -> Vec<Vec<(usize,
         .collect()
 }
 
+/// What `max_pool_f16_nhwc` computes on `n` NHWC images of `c × h × w` (values already fp16,
+/// widened): the maximum of each window, padded positions ignored.
+#[allow(clippy::too_many_arguments)]
+pub fn max_pool_nhwc(
+    x: &[f32],
+    (n, c, h, w): (usize, usize, usize, usize),
+    kernel: usize,
+    stride: usize,
+    pad: usize,
+) -> Vec<f32> {
+    let (oh, ow) = (
+        (h + 2 * pad - kernel) / stride + 1,
+        (w + 2 * pad - kernel) / stride + 1,
+    );
+    assert!(x.len() >= n * h * w * c, "max pool input");
+    let mut out = vec![f32::NEG_INFINITY; n * oh * ow * c];
+    for (i, px) in out.chunks_exact_mut(c).enumerate() {
+        let (img, oy, ox) = (i / (oh * ow), i / ow % oh, i % ow);
+        for ky in 0..kernel {
+            let iy = (oy * stride + ky).wrapping_sub(pad);
+            for kx in 0..kernel {
+                let ix = (ox * stride + kx).wrapping_sub(pad);
+                if iy < h && ix < w {
+                    let src = ((img * h + iy) * w + ix) * c;
+                    for (o, v) in px.iter_mut().zip(&x[src..src + c]) {
+                        *o = o.max(*v);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// What `avg_pool_f16_to_f32` computes: per image and channel, the fp32 sum over `pixels`
+/// positions in order, divided once.
+pub fn avg_pool_nhwc(x: &[f32], n: usize, c: usize, pixels: usize) -> Vec<f32> {
+    assert!(x.len() >= n * pixels * c, "average pool input");
+    let mut out = vec![0.0f32; n * c];
+    for (img, o) in out.chunks_exact_mut(c).enumerate() {
+        for px in x[img * pixels * c..(img + 1) * pixels * c].chunks_exact(c) {
+            o.iter_mut().zip(px).for_each(|(a, v)| *a += v);
+        }
+        o.iter_mut().for_each(|a| *a /= pixels as f32);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,7 +127,20 @@ mod tests {
     }
 
     #[test]
+    fn pools_take_window_maxima_ignoring_padding_and_channel_means() {
+        // One 2-channel 3×3 image; channel 1 is channel 0 negated.
+        let x: Vec<f32> = (0..9).flat_map(|v| [v as f32, -(v as f32)]).collect();
+        let y = max_pool_nhwc(&x, (1, 2, 3, 3), 3, 2, 1);
+        // 2×2 outputs; windows clipped by the padding.
+        assert_eq!(y, vec![4.0, 0.0, 5.0, -1.0, 7.0, -3.0, 8.0, -4.0]);
+        let m = avg_pool_nhwc(&x, 1, 2, 9);
+        assert_eq!(m, vec![4.0, -4.0]);
+    }
+
+    #[test]
     fn the_kernels_are_the_ones_the_references_describe() {
+        assert!(crate::POOL_CU.contains("extern \"C\" __global__ void max_pool_f16_nhwc("));
+        assert!(crate::POOL_CU.contains("extern \"C\" __global__ void avg_pool_f16_to_f32("));
         assert!(crate::NORMALIZE_CU
             .contains("extern \"C\" __global__ void normalize_u8_hwc_to_f16_nhwc("));
         assert!(crate::SOFTMAX_TOPK_CU.contains("extern \"C\" __global__ void softmax_topk("));

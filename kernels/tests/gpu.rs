@@ -3,7 +3,8 @@
 
 #![cfg(feature = "cuda")]
 
-use kernels::launch::Kernels;
+use half::f16;
+use kernels::launch::{DevBuf, Kernels};
 use kernels::{reference, Affine, PADDED_CHANNELS};
 
 fn gpu() -> Option<std::sync::Arc<cudarc::driver::CudaContext>> {
@@ -24,20 +25,32 @@ fn gpu() -> Option<std::sync::Arc<cudarc::driver::CudaContext>> {
     }
 }
 
+fn halves(v: &[f32]) -> Vec<u16> {
+    v.iter().map(|x| f16::from_f32(*x).to_bits()).collect()
+}
+
 #[test]
 fn kernels_match_their_references_on_the_gpu() {
     let Some(ctx) = gpu() else { return };
-    let stream = ctx.default_stream();
-    let k = Kernels::compile(&ctx, None).expect("NVRTC compiles the kernels");
+    let stream = ctx.new_stream().unwrap();
+    let k = Kernels::for_device(&ctx).expect("NVRTC compiles the kernels");
+    eprintln!("kernels loaded as {}", k.form);
     let affine = Affine::from_mean_std([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]);
     let images: Vec<u8> = (0..2 * 224 * 224 * 3)
         .map(|i| (i * 7919 % 256) as u8)
         .collect();
     let pixels = images.len() / 3;
     let src = stream.clone_htod(&images).unwrap();
-    let mut dst = stream.alloc_zeros::<u16>(pixels * PADDED_CHANNELS).unwrap();
-    k.normalize(&stream, &src, &mut dst, pixels, PADDED_CHANNELS, &affine)
-        .unwrap();
+    let dst = stream.alloc_zeros::<u16>(pixels * PADDED_CHANNELS).unwrap();
+    k.normalize(
+        &stream,
+        DevBuf::of(&src, &stream),
+        DevBuf::of(&dst, &stream),
+        pixels,
+        PADDED_CHANNELS,
+        &affine,
+    )
+    .unwrap();
     let got = stream.clone_dtoh(&dst).unwrap();
     let want: Vec<u16> = reference::normalize(&images, PADDED_CHANNELS, &affine)
         .iter()
@@ -50,15 +63,55 @@ fn kernels_match_their_references_on_the_gpu() {
         .count();
     assert_eq!(off, 0, "fp16 outputs more than one ulp from the reference");
 
+    // Pools: 3 images of 16 channels × 112 × 112, fp16 values.
+    let (n, c, h) = (3usize, 16usize, 112usize);
+    let x: Vec<f32> = (0..n * h * h * c)
+        .map(|i| f16::from_f32(((i * 2_654_435_761usize) % 2001) as f32 / 100.0 - 10.0).to_f32())
+        .collect();
+    let dx = stream.clone_htod(&halves(&x)).unwrap();
+    let dy = stream.alloc_zeros::<u16>(n * 56 * 56 * c).unwrap();
+    k.max_pool(
+        &stream,
+        (DevBuf::of(&dx, &stream), DevBuf::of(&dy, &stream)),
+        (n, c, h, h),
+        (3, 2, 1),
+    )
+    .unwrap();
+    let got = stream.clone_dtoh(&dy).unwrap();
+    assert_eq!(
+        got,
+        halves(&reference::max_pool_nhwc(&x, (n, c, h, h), 3, 2, 1)),
+        "max pool is exact"
+    );
+    let dm = stream.alloc_zeros::<f32>(n * c).unwrap();
+    k.avg_pool(
+        &stream,
+        (DevBuf::of(&dx, &stream), DevBuf::of(&dm, &stream)),
+        (n, c, h * h),
+    )
+    .unwrap();
+    let got = stream.clone_dtoh(&dm).unwrap();
+    for (g, w) in got.iter().zip(reference::avg_pool_nhwc(&x, n, c, h * h)) {
+        assert!(
+            (g - w).abs() <= 1e-5 * w.abs().max(1.0),
+            "average pool {g} vs {w}"
+        );
+    }
+
     let (rows, classes, topk) = (5, 1000, 5);
     let logits: Vec<f32> = (0..rows * classes)
         .map(|i| ((i * 37 % 1013) as f32 - 500.0) / 50.0)
         .collect();
     let d_logits = stream.clone_htod(&logits).unwrap();
-    let mut idx = stream.alloc_zeros::<i32>(rows * topk).unwrap();
-    let mut prob = stream.alloc_zeros::<f32>(rows * topk).unwrap();
-    k.softmax_topk(&stream, &d_logits, rows, classes, topk, &mut idx, &mut prob)
-        .unwrap();
+    let idx = stream.alloc_zeros::<i32>(rows * topk).unwrap();
+    let prob = stream.alloc_zeros::<f32>(rows * topk).unwrap();
+    k.softmax_topk(
+        &stream,
+        DevBuf::of(&d_logits, &stream),
+        (rows, classes, topk),
+        (DevBuf::of(&idx, &stream), DevBuf::of(&prob, &stream)),
+    )
+    .unwrap();
     let (idx, prob) = (
         stream.clone_dtoh(&idx).unwrap(),
         stream.clone_dtoh(&prob).unwrap(),
@@ -72,4 +125,16 @@ fn kernels_match_their_references_on_the_gpu() {
             assert!((prob[r * topk + j] - p).abs() < 1e-5, "row {r} rank {j}");
         }
     }
+
+    // A launch whose buffer is too small is refused before it reaches the device.
+    let small = stream.alloc_zeros::<u16>(10).unwrap();
+    let err = k
+        .max_pool(
+            &stream,
+            (DevBuf::of(&dx, &stream), DevBuf::of(&small, &stream)),
+            (n, c, h, h),
+            (3, 2, 1),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("needs"), "{err}");
 }

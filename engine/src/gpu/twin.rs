@@ -244,23 +244,8 @@ impl DeviceOps for CpuTwin {
         y: &TwinBuf,
     ) -> Result<(), GpuError> {
         let x = read_f16(&x.borrow(), n * g.h * g.w * g.c, "max pool")?;
-        let (oh, ow) = (g.oh(), g.ow());
-        let mut out = vec![f32::NEG_INFINITY; n * oh * ow * g.c];
-        for (i, px) in out.chunks_exact_mut(g.c).enumerate() {
-            let (ni, oy, ox) = (i / (oh * ow), i / ow % oh, i % ow);
-            for ky in 0..g.kernel {
-                let iy = (oy * g.stride + ky).wrapping_sub(g.pad);
-                for kx in 0..g.kernel {
-                    let ix = (ox * g.stride + kx).wrapping_sub(g.pad);
-                    if iy < g.h && ix < g.w {
-                        let src = ((ni * g.h + iy) * g.w + ix) * g.c;
-                        for (o, v) in px.iter_mut().zip(&x[src..src + g.c]) {
-                            *o = o.max(*v);
-                        }
-                    }
-                }
-            }
-        }
+        let out =
+            kernels::reference::max_pool_nhwc(&x, (n, g.c, g.h, g.w), g.kernel, g.stride, g.pad);
         write_f16(&mut y.borrow_mut(), &out, "max pool")
     }
 
@@ -273,13 +258,7 @@ impl DeviceOps for CpuTwin {
         y: &TwinBuf,
     ) -> Result<(), GpuError> {
         let x = read_f16(&x.borrow(), n * pixels * c, "average pool")?;
-        let mut out = vec![0.0f32; n * c];
-        for (ni, o) in out.chunks_exact_mut(c).enumerate() {
-            for px in x[ni * pixels * c..(ni + 1) * pixels * c].chunks_exact(c) {
-                o.iter_mut().zip(px).for_each(|(a, v)| *a += v);
-            }
-            o.iter_mut().for_each(|a| *a /= pixels as f32);
-        }
+        let out = kernels::reference::avg_pool_nhwc(&x, n, c, pixels);
         write_f32(&mut y.borrow_mut(), &out, "average pool")
     }
 
