@@ -60,6 +60,7 @@ fn driver(kernel: &'static str) -> impl Fn(cudarc::driver::DriverError) -> Kerne
     move |e| KernelError::Driver {
         kernel,
         message: e.to_string(),
+        code: e.0 as u32,
     }
 }
 

@@ -84,5 +84,7 @@ pub enum KernelError {
         kernel: &'static str,
         /// The driver's message.
         message: String,
+        /// The driver's `CUresult` code (700 is an illegal address, which poisons the context).
+        code: u32,
     },
 }

@@ -18,6 +18,8 @@
 //!    twin ([`twin`]), which runs the same plan, slots, buckets and fp16 weights with cuDNN's
 //!    arithmetic so that everything but the library calls is proven without a GPU.
 
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod device;
 pub mod exec;
 pub mod fold;

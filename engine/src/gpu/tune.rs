@@ -1,5 +1,5 @@
 //! The autotuning cache: the fastest convolution algorithm for each layer shape, keyed by the
-//! GPU (its UUID), the cuDNN version and the shape, kept in a small text file so a restart, or
+//! GPU (its UUID), the cuDNN version, the shape, the activation and the math type, kept in a small text file so a restart, or
 //! another pod on the same kind of node, skips the search.
 
 use std::collections::HashMap;
@@ -14,6 +14,10 @@ pub struct TuneKey {
     pub cudnn: u64,
     /// The layer's shape, from [`shape_key`].
     pub shape: String,
+    /// `relu` or `identity` (the fused call supports different algorithms for each).
+    pub activation: String,
+    /// cuDNN math type (`tensor_op`).
+    pub math: String,
 }
 
 /// The chosen algorithm.
@@ -71,13 +75,15 @@ impl TuneCache {
                     gpu: f.first()?.to_string(),
                     cudnn: f.get(1)?.parse().ok()?,
                     shape: f.get(2)?.to_string(),
+                    activation: f.get(3)?.to_string(),
+                    math: f.get(4)?.to_string(),
                 };
                 let choice = Choice {
-                    algo: f.get(3)?.parse().ok()?,
-                    workspace: f.get(4)?.parse().ok()?,
-                    micros: f.get(5)?.parse().ok()?,
+                    algo: f.get(5)?.parse().ok()?,
+                    workspace: f.get(6)?.parse().ok()?,
+                    micros: f.get(7)?.parse().ok()?,
                 };
-                (f.len() == 6).then_some((key, choice))
+                (f.len() == 8).then_some((key, choice))
             })();
             match parsed {
                 Some((k, c)) => {
@@ -96,14 +102,14 @@ impl TuneCache {
             .iter()
             .map(|(k, c)| {
                 format!(
-                    "{}\t{}\t{}\t{}\t{}\t{}",
-                    k.gpu, k.cudnn, k.shape, c.algo, c.workspace, c.micros
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    k.gpu, k.cudnn, k.shape, k.activation, k.math, c.algo, c.workspace, c.micros
                 )
             })
             .collect();
         rows.sort();
         let text = format!(
-            "# gpu\tcudnn\tshape\talgo\tworkspace\tmicros\n{}\n",
+            "# gpu\tcudnn\tshape\tactivation\tmath\talgo\tworkspace\tmicros\n{}\n",
             rows.join("\n")
         );
         let tmp = path.with_extension("tmp");
@@ -137,6 +143,8 @@ mod tests {
             gpu: "GPU-1234".into(),
             cudnn: 91_000,
             shape: shape.clone(),
+            activation: "relu".into(),
+            math: "tensor_op".into(),
         };
         let mut cache = TuneCache::default();
         cache.insert(
@@ -173,9 +181,17 @@ mod tests {
         assert_eq!(
             back.get(&TuneKey {
                 cudnn: 90_100,
-                ..key
+                ..key.clone()
             }),
             None
+        );
+        assert_eq!(
+            back.get(&TuneKey {
+                activation: "identity".into(),
+                ..key
+            }),
+            None,
+            "an identity activation allows other algorithms"
         );
         assert_eq!(
             TuneCache::load(&dir.join("missing")).0,

@@ -1,0 +1,527 @@
+//! The CUDA device (feature `cuda`): cudarc with dynamic loading, so the binary builds and starts
+//! without CUDA and fails cleanly at start when it is asked for a GPU it cannot use.
+//!
+//! Per lane thread: its own stream, cuDNN handle and cuBLASLt handle on the one shared context
+//! (event tracking off: the stream orders everything and the executor synchronises before a
+//! buffer is reused); the kernels compiled to CUBIN for the device; four timing events; one CUDA
+//! graph per bucket. Every buffer is a `CudaSlice<u8>` allocated at build time.
+
+mod blas;
+mod dnn;
+mod pinned;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use cudarc::driver::sys::{CUevent_flags, CUgraphInstantiate_flags, CUstreamCaptureMode};
+use cudarc::driver::{
+    CudaContext, CudaEvent, CudaGraph, CudaSlice, CudaStream, DevicePtr, DriverError,
+    PinnedHostSlice,
+};
+use kernels::launch::{DevBuf, Kernels};
+use kernels::{Affine, KernelError};
+
+use super::device::{ConvArgs, DeviceOps, GpuError, Mark};
+use super::exec::{Executor, Graphs, PlanBackend};
+use super::layout::{PoolGeom, Region};
+use super::model::{ConvLayer, PreparedModel};
+use super::tune::TuneCache;
+use crate::{Backend, EngineError, Normalization};
+
+/// Driver errors after which the context cannot be used again (CUDA's "sticky" errors).
+fn is_sticky(code: u32) -> bool {
+    matches!(code, 214 | 700 | 702 | 710 | 714..=719 | 999)
+}
+
+fn from_driver(what: &str, e: DriverError) -> GpuError {
+    let code = e.0 as u32;
+    let msg = format!("{what}: {e:?}");
+    if is_sticky(code) {
+        GpuError::Lost(msg)
+    } else {
+        GpuError::Failed(msg)
+    }
+}
+
+pub(crate) fn driver(what: &str) -> impl Fn(DriverError) -> GpuError + '_ {
+    move |e| from_driver(what, e)
+}
+
+fn from_kernel(e: KernelError) -> GpuError {
+    match e {
+        KernelError::Driver { code, .. } if is_sticky(code) => GpuError::Lost(e.to_string()),
+        other => GpuError::Failed(other.to_string()),
+    }
+}
+
+/// Settings of the CUDA engine (the server turns `MODEL_DEVICE` and friends into this).
+#[derive(Debug, Clone)]
+pub struct CudaConfig {
+    /// Device ordinal (`cuda:N`).
+    pub ordinal: usize,
+    /// Largest batch (the largest bucket).
+    pub max_batch: usize,
+    /// Normalisation of the u8 images, done on the device.
+    pub normalization: Normalization,
+    /// The autotuning cache file (`None`: tune at every start, keep nothing).
+    pub tune_cache: Option<PathBuf>,
+    /// Capture one CUDA graph per bucket.
+    pub graphs: bool,
+}
+
+/// Checks that the driver and every CUDA library the engine calls can be loaded, before cudarc
+/// (which panics on a missing library) is asked to.
+pub fn probe() -> Result<(), GpuError> {
+    // SAFETY: each only tries to open a shared library; nothing is called through it.
+    let found = unsafe {
+        [
+            (
+                "libcuda.so.1 (the NVIDIA driver)",
+                cudarc::driver::sys::is_culib_present(),
+            ),
+            ("libnvrtc.so.13", cudarc::nvrtc::sys::is_culib_present()),
+            ("libcudnn.so.9", cudarc::cudnn::sys::is_culib_present()),
+            (
+                "libcublasLt.so.13",
+                cudarc::cublaslt::sys::is_culib_present(),
+            ),
+        ]
+    };
+    let missing: Vec<&str> = found
+        .iter()
+        .filter(|(_, ok)| !ok)
+        .map(|(n, _)| *n)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(GpuError::Unavailable(format!(
+        "cannot load {} (a GPU node with the NVIDIA driver, and the CUDA 13 / cuDNN 9 libraries \
+         on LD_LIBRARY_PATH, e.g. the nvidia-*-cu13 wheels' lib folders, are needed)",
+        missing.join(", ")
+    )))
+}
+
+/// The one context of device `ordinal`, shared by every lane; event tracking is switched off
+/// before anything is allocated on it.
+fn context(ordinal: usize) -> Result<Arc<CudaContext>, GpuError> {
+    static CONTEXTS: OnceLock<Mutex<HashMap<usize, Arc<CudaContext>>>> = OnceLock::new();
+    let mut map = CONTEXTS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if let Some(ctx) = map.get(&ordinal) {
+        return Ok(ctx.clone());
+    }
+    let count = CudaContext::device_count()
+        .map_err(|e| GpuError::Unavailable(format!("no CUDA device: {e:?}")))?;
+    if ordinal >= count.max(0) as usize {
+        return Err(GpuError::Unavailable(format!(
+            "cuda:{ordinal} requested, {count} device(s) present"
+        )));
+    }
+    let ctx = CudaContext::new(ordinal)
+        .map_err(|e| GpuError::Unavailable(format!("cuda:{ordinal}: {e:?}")))?;
+    let (major, minor) = ctx
+        .compute_capability()
+        .map_err(driver("compute capability"))?;
+    if major < 7 {
+        return Err(GpuError::Unavailable(format!(
+            "cuda:{ordinal} has compute capability {major}.{minor}; fp16 tensor cores (7.0 or newer) are needed"
+        )));
+    }
+    // SAFETY: called right after creation, before any allocation on this context (cudarc
+    // requires that), and it is the only Arc of this context handed out.
+    unsafe { ctx.disable_event_tracking() };
+    map.insert(ordinal, ctx.clone());
+    Ok(ctx)
+}
+
+/// The GPU's UUID as `GPU-xxxxxxxx-…` (what nvidia-smi prints), the tuning cache's key.
+fn uuid(ctx: &CudaContext) -> Result<String, GpuError> {
+    let u = ctx.uuid().map_err(driver("uuid"))?;
+    let hex: Vec<String> = u
+        .bytes
+        .iter()
+        .map(|b| format!("{:02x}", *b as u8))
+        .collect();
+    let h = hex.concat();
+    Ok(format!(
+        "GPU-{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    ))
+}
+
+/// One lane's device: its stream, libraries' handles, kernels, events and graphs.
+pub struct CudaDevice {
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    kernels: Kernels,
+    dnn: dnn::Dnn,
+    lt: blas::Lt,
+    graphs: HashMap<usize, CudaGraph>,
+    events: [CudaEvent; 4],
+    tune_events: [CudaEvent; 2],
+    staged: Option<PinnedHostSlice<f32>>,
+    staged_len: usize,
+    /// `CUBIN sm_90` or `PTX`, and the device's name, for the start-up log.
+    pub description: String,
+}
+
+impl CudaDevice {
+    fn new(ctx: Arc<CudaContext>, tune: TuneCache) -> Result<Self, GpuError> {
+        ctx.bind_to_thread().map_err(driver("bind"))?;
+        let stream = ctx.new_stream().map_err(driver("stream"))?;
+        let kernels = Kernels::for_device(&ctx).map_err(from_kernel)?;
+        let event = || {
+            ctx.new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
+                .map_err(driver("event"))
+        };
+        let events = [event()?, event()?, event()?, event()?];
+        let tune_events = [event()?, event()?];
+        let gpu = uuid(&ctx)?;
+        let name = ctx.name().unwrap_or_default();
+        let description = format!("{name} ({gpu}), kernels as {}", kernels.form);
+        Ok(CudaDevice {
+            dnn: dnn::Dnn::new(&stream, gpu, tune)?,
+            lt: blas::Lt::new(&stream)?,
+            kernels,
+            stream,
+            graphs: HashMap::new(),
+            events,
+            tune_events,
+            staged: None,
+            staged_len: 0,
+            description,
+            ctx,
+        })
+    }
+
+    fn buf<'a>(&self, b: &'a CudaSlice<u8>) -> DevBuf<'a> {
+        DevBuf::of(b, &self.stream)
+    }
+
+    fn ptr(&self, b: &CudaSlice<u8>) -> u64 {
+        b.device_ptr(&self.stream).0
+    }
+
+    fn region(&self, arena: &CudaSlice<u8>, r: Region) -> Result<u64, GpuError> {
+        if r.offset + r.bytes > arena.len() {
+            return Err(GpuError::Failed(format!(
+                "region {r:?} outside the weight arena"
+            )));
+        }
+        Ok(self.ptr(arena) + r.offset as u64)
+    }
+
+    /// After a library call failed: a sticky driver error means the context is lost.
+    fn check(&self, e: GpuError) -> GpuError {
+        match (&e, self.stream.synchronize()) {
+            (GpuError::Failed(m), Err(d)) if is_sticky(d.0 as u32) => {
+                GpuError::Lost(format!("{m}; {d:?}"))
+            }
+            _ => e,
+        }
+    }
+}
+
+fn need(what: &str, buf: &CudaSlice<u8>, bytes: usize) -> Result<(), GpuError> {
+    if buf.len() < bytes {
+        return Err(GpuError::Failed(format!(
+            "{what}: needs {bytes} bytes, the buffer has {}",
+            buf.len()
+        )));
+    }
+    Ok(())
+}
+
+impl DeviceOps for CudaDevice {
+    type Buf = CudaSlice<u8>;
+
+    fn alloc(&mut self, bytes: usize) -> Result<CudaSlice<u8>, GpuError> {
+        self.stream
+            .alloc_zeros::<u8>(bytes.max(1))
+            .map_err(driver("alloc"))
+    }
+
+    fn upload(&mut self, host: &[u8]) -> Result<CudaSlice<u8>, GpuError> {
+        let buf = self.stream.clone_htod(host).map_err(driver("upload"))?;
+        self.stream.synchronize().map_err(driver("upload"))?;
+        Ok(buf)
+    }
+
+    fn copy_in(&mut self, host: &[u8], dst: &CudaSlice<u8>) -> Result<(), GpuError> {
+        need("copy in", dst, host.len())?;
+        // SAFETY: `dst` holds at least `host.len()` bytes (checked); `host` (the batch's pinned
+        // buffer) stays borrowed and unchanged until `finish` synchronises the stream, before
+        // the executor returns the batch.
+        unsafe {
+            cudarc::driver::result::memcpy_htod_async(self.ptr(dst), host, self.stream.cu_stream())
+        }
+        .map_err(driver("copy in"))
+    }
+
+    fn copy_out(&mut self, src: &CudaSlice<u8>, floats: usize) -> Result<(), GpuError> {
+        need("copy out", src, floats * 4)?;
+        if self.staged.as_ref().is_none_or(|s| s.len() < floats) {
+            // Plain pinned memory (not write-combined): the host reads it.
+            // SAFETY: a fresh allocation of `floats` f32 with no flags.
+            let fresh = unsafe { self.ctx.alloc_pinned_with_flags::<f32>(floats, 0) }
+                .map_err(driver("pinned logits"))?;
+            self.staged = Some(fresh);
+        }
+        let src_ptr = self.ptr(src);
+        let staged = self
+            .staged
+            .as_mut()
+            .ok_or_else(|| GpuError::Failed("no staging".into()))?;
+        let host = staged.as_mut_slice().map_err(driver("pinned logits"))?;
+        // SAFETY: `src` holds `floats` f32 (checked); the pinned staging holds at least as many
+        // and is not read until `finish` has synchronised the stream.
+        unsafe {
+            cudarc::driver::result::memcpy_dtoh_async(
+                &mut host[..floats],
+                src_ptr,
+                self.stream.cu_stream(),
+            )
+        }
+        .map_err(driver("copy out"))?;
+        self.staged_len = floats;
+        Ok(())
+    }
+
+    fn finish(&mut self, out: &mut [f32]) -> Result<(), GpuError> {
+        self.stream.synchronize().map_err(driver("synchronize"))?;
+        let staged = self
+            .staged
+            .as_ref()
+            .ok_or_else(|| GpuError::Failed("nothing was copied out".into()))?;
+        let host = staged.as_slice().map_err(driver("pinned logits"))?;
+        let n = out.len().min(self.staged_len);
+        out[..n].copy_from_slice(&host[..n]);
+        Ok(())
+    }
+
+    fn normalize(
+        &mut self,
+        src: &CudaSlice<u8>,
+        dst: &CudaSlice<u8>,
+        pixels: usize,
+        channels: usize,
+        affine: &Affine,
+    ) -> Result<(), GpuError> {
+        self.kernels
+            .normalize(
+                &self.stream,
+                self.buf(src),
+                self.buf(dst),
+                pixels,
+                channels,
+                affine,
+            )
+            .map_err(from_kernel)
+    }
+
+    fn prepare_conv(&mut self, id: usize, layer: &ConvLayer, n: usize) -> Result<usize, GpuError> {
+        let stream = self.stream.clone();
+        self.dnn.prepare(id, layer, n, &stream, &self.tune_events)
+    }
+
+    fn conv(
+        &mut self,
+        id: usize,
+        layer: &ConvLayer,
+        n: usize,
+        a: ConvArgs<'_, CudaSlice<u8>>,
+    ) -> Result<(), GpuError> {
+        let g = &layer.geom;
+        need(&layer.name, a.x, n * g.h * g.w * g.c * 2)?;
+        need(&layer.name, a.y, n * g.oh() * g.ow() * g.k * 2)?;
+        let z = match a.z {
+            Some(z) => {
+                need(&layer.name, z, n * g.oh() * g.ow() * g.k * 2)?;
+                self.ptr(z)
+            }
+            None => self.ptr(a.y),
+        };
+        let workspace = a.workspace.map_or((0, 0), |w| (self.ptr(w), w.len()));
+        let ptrs = dnn::ConvPtrs {
+            x: self.ptr(a.x),
+            w: self.region(a.weights, layer.weight)?,
+            bias: self.region(a.weights, layer.bias)?,
+            z,
+            y: self.ptr(a.y),
+            workspace,
+        };
+        self.dnn.conv(id, n, &ptrs).map_err(|e| self.check(e))
+    }
+
+    fn max_pool(
+        &mut self,
+        g: &PoolGeom,
+        n: usize,
+        x: &CudaSlice<u8>,
+        y: &CudaSlice<u8>,
+    ) -> Result<(), GpuError> {
+        self.kernels
+            .max_pool(
+                &self.stream,
+                (self.buf(x), self.buf(y)),
+                (n, g.c, g.h, g.w),
+                (g.kernel, g.stride, g.pad),
+            )
+            .map_err(from_kernel)
+    }
+
+    fn avg_pool(
+        &mut self,
+        c: usize,
+        pixels: usize,
+        n: usize,
+        x: &CudaSlice<u8>,
+        y: &CudaSlice<u8>,
+    ) -> Result<(), GpuError> {
+        self.kernels
+            .avg_pool(&self.stream, (self.buf(x), self.buf(y)), (n, c, pixels))
+            .map_err(from_kernel)
+    }
+
+    fn linear(
+        &mut self,
+        (inp, out): (usize, usize),
+        n: usize,
+        x: &CudaSlice<u8>,
+        weights: &CudaSlice<u8>,
+        (w, b): (Region, Region),
+        y: &CudaSlice<u8>,
+    ) -> Result<(), GpuError> {
+        need("classifier input", x, n * inp * 4)?;
+        need("classifier output", y, n * out * 4)?;
+        if w.bytes < inp * out * 4 || b.bytes < out * 4 {
+            return Err(GpuError::Failed(
+                "classifier weights smaller than their shape".into(),
+            ));
+        }
+        let ptrs = blas::LinearPtrs {
+            x: self.ptr(x),
+            w: self.region(weights, w)?,
+            bias: self.region(weights, b)?,
+            y: self.ptr(y),
+        };
+        let stream = self.stream.clone();
+        self.lt
+            .linear((inp, out, n), &ptrs, &stream)
+            .map_err(|e| self.check(e))
+    }
+
+    fn begin_capture(&mut self) -> Result<bool, GpuError> {
+        self.dnn.drop_scratch();
+        self.stream
+            .synchronize()
+            .map_err(driver("before capture"))?;
+        self.stream
+            .begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
+            .map_err(driver("begin capture"))?;
+        Ok(true)
+    }
+
+    fn end_capture(&mut self, bucket: usize) -> Result<(), GpuError> {
+        let graph = self
+            .stream
+            .end_capture(CUgraphInstantiate_flags(0))
+            .map_err(driver("end capture"))?
+            .ok_or_else(|| GpuError::Failed("the capture recorded nothing".into()))?;
+        graph.upload().map_err(driver("graph upload"))?;
+        self.graphs.insert(bucket, graph);
+        Ok(())
+    }
+
+    fn launch_graph(&mut self, bucket: usize) -> Result<bool, GpuError> {
+        match self.graphs.get(&bucket) {
+            Some(g) => g.launch().map(|()| true).map_err(driver("graph launch")),
+            None => Ok(false),
+        }
+    }
+
+    fn mark(&mut self, mark: Mark) -> Result<(), GpuError> {
+        self.events[mark as usize]
+            .record(&self.stream)
+            .map_err(driver("event"))
+    }
+
+    fn elapsed(&mut self, from: Mark, to: Mark) -> Result<Duration, GpuError> {
+        let ms = self.events[from as usize]
+            .elapsed_ms(&self.events[to as usize])
+            .map_err(driver("event timing"))?;
+        Ok(Duration::from_secs_f64(f64::from(ms.max(0.0)) / 1000.0))
+    }
+}
+
+/// Builds lane `lane`'s CUDA backend for `model`: probes the libraries, uploads the weights,
+/// prepares (and tunes) every step for every bucket, saves the tuning cache, captures the
+/// graphs. A panic inside cudarc (a symbol missing from a library) becomes an error.
+pub fn backend(
+    model: Arc<PreparedModel>,
+    cfg: &CudaConfig,
+    lane: usize,
+) -> Result<Box<dyn Backend>, EngineError> {
+    let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| build(model, cfg, lane)));
+    match built {
+        Ok(Ok(b)) => Ok(Box::new(b)),
+        Ok(Err(e)) => Err(e.into()),
+        Err(panic) => {
+            let why = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_string()))
+                .unwrap_or_default();
+            Err(EngineError::DeviceUnavailable(
+                format!("the CUDA libraries failed while starting: {why}").into(),
+            ))
+        }
+    }
+}
+
+fn build(
+    model: Arc<PreparedModel>,
+    cfg: &CudaConfig,
+    lane: usize,
+) -> Result<PlanBackend<CudaDevice>, GpuError> {
+    probe()?;
+    let ctx = context(cfg.ordinal)?;
+    let tune = cfg
+        .tune_cache
+        .as_deref()
+        .map(|p| TuneCache::load(p).0)
+        .unwrap_or_default();
+    let dev = CudaDevice::new(ctx.clone(), tune)?;
+    let affine = super::affine_of(cfg.normalization);
+    let started = std::time::Instant::now();
+    let mut exec = Executor::new(dev, model, cfg.max_batch, affine)?;
+    let dnn = &exec.device().dnn;
+    tracing::info!(lane, device = %exec.device().description, cudnn = dnn.version, tuned = dnn.tuned, elapsed_s = started.elapsed().as_secs_f64(), "CUDA engine built");
+    if let (Some(path), true) = (&cfg.tune_cache, dnn.tuned > 0) {
+        if let Err(e) = dnn.tune.save(path) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot save the convolution algorithm cache");
+        }
+    }
+    if cfg.graphs {
+        match exec.capture_graphs()? {
+            Graphs::All => tracing::info!(lane, buckets = ?exec.buckets(), "CUDA graphs captured"),
+            Graphs::Unsupported => {}
+            Graphs::Failed(buckets, why) => {
+                tracing::warn!(lane, ?buckets, reason = %why, "CUDA graph capture failed; those buckets launch eagerly")
+            }
+        }
+    } else {
+        tracing::info!(lane, "CUDA graphs off; every batch launches its steps");
+    }
+    let host: super::exec::HostBatchAlloc = Box::new(move |capacity| pinned::batch(&ctx, capacity));
+    Ok(PlanBackend::new(exec, Some(host)))
+}
