@@ -44,7 +44,7 @@ pub struct Telemetry {
     /// Batch spans.
     pub tracer: Tracer,
     /// `cpu` or `cuda:N`, for the batch span.
-    pub device: &'static str,
+    pub device: Arc<str>,
 }
 
 /// Settings of the batcher thread.
@@ -105,7 +105,7 @@ struct Batcher {
     done_tx: Sender<Finished>,
     metrics: Metrics,
     tracer: Tracer,
-    device: &'static str,
+    device: Arc<str>,
 }
 
 impl Batcher {
@@ -203,8 +203,8 @@ impl Batcher {
         buffer.clear();
         let mut tickets = Vec::with_capacity(batch.len());
         let links: Vec<_> = batch.iter().filter_map(|p| p.trace).collect();
-        let span =
-            (!links.is_empty()).then(|| BatchSpan::begin(&self.tracer, links, lane, self.device));
+        let span = (!links.is_empty())
+            .then(|| BatchSpan::begin(&self.tracer, links, lane, self.device.clone()));
         for p in batch {
             buffer.push(&p.image);
             let wait = now - p.enqueued;

@@ -15,14 +15,17 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use crate::batcher::{self, BatcherConfig};
-use crate::config::Config;
+use crate::config::{Config, Device};
 use crate::{http, App, Pipeline};
 
 /// Slowest client allowed to send its request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Batch buffers per CPU lane: one. With a single CPU lane a second, pre-formed batch would only
-/// be smaller than what waits when the lane frees up; GPU lanes will use two to overlap copies.
+/// be smaller than what waits when the lane frees up.
 const CPU_BUFFERS_PER_LANE: usize = 1;
+/// Batch buffers per GPU lane: two, so the next batch fills while the GPU runs this one.
+#[cfg(feature = "cuda")]
+const GPU_BUFFERS_PER_LANE: usize = 2;
 
 /// Why the server could not start or keep running.
 #[derive(Debug, thiserror::Error)]
@@ -167,6 +170,53 @@ fn warn_unimplemented(config: &Config) {
     }
 }
 
+/// The lane backend factory for the configured device, and how many batch buffers each lane
+/// gets.
+fn backends(
+    app: &App,
+    model: &models::LoadedModel,
+    #[cfg_attr(not(feature = "cuda"), allow(unused_variables))] max_batch: usize,
+) -> Result<(BackendFactory, usize), ServeError> {
+    let mc = &app.config.model;
+    match mc.device {
+        Device::Cpu => {
+            let cpu = engine::CpuConfig {
+                spinning: mc.engine_spin,
+                ..models::cpu_config(ModelSource::File(model.path.clone()), mc.engine_threads)
+            };
+            let factory: BackendFactory =
+                Arc::new(move |_lane| Ok(Box::new(CpuBackend::new(&cpu)?) as Box<dyn Backend>));
+            Ok((factory, CPU_BUFFERS_PER_LANE))
+        }
+        #[cfg(feature = "cuda")]
+        Device::Cuda(ordinal) => {
+            let bytes = std::fs::read(&model.path).map_err(|source| models::ModelError::Io {
+                path: model.path.clone(),
+                source,
+            })?;
+            let net = models::network_from_onnx(&bytes)?;
+            let prepared = engine::gpu::model::PreparedModel::build(&net)
+                .map_err(|m| models::ModelError::Invalid(format!("the GPU engine: {m}")))?;
+            let prepared = Arc::new(prepared);
+            let cfg = engine::gpu::cuda::CudaConfig {
+                ordinal: ordinal as usize,
+                max_batch,
+                normalization: models::IMAGENET_NORMALIZATION,
+                tune_cache: Some(mc.cache_dir.join("conv-algos.tsv")),
+                graphs: true,
+            };
+            let factory: BackendFactory =
+                Arc::new(move |lane| engine::gpu::cuda::backend(prepared.clone(), &cfg, lane));
+            Ok((factory, GPU_BUFFERS_PER_LANE))
+        }
+        #[cfg(not(feature = "cuda"))]
+        Device::Cuda(_) => Err(engine::EngineError::DeviceUnavailable(
+            "this build has no CUDA engine (build with --features cuda)".into(),
+        )
+        .into()),
+    }
+}
+
 /// Loads (or generates) the model, starts the lanes and the batcher. Blocking.
 fn start_pipeline(app: &App) -> Result<(Pipeline, JoinHandle<()>), ServeError> {
     let started = Instant::now();
@@ -184,12 +234,7 @@ fn start_pipeline(app: &App) -> Result<(Pipeline, JoinHandle<()>), ServeError> {
         .batching
         .max_batch_size
         .min(sig.fixed_batch.unwrap_or(usize::MAX));
-    let cpu = engine::CpuConfig {
-        spinning: mc.engine_spin,
-        ..models::cpu_config(ModelSource::File(model.path.clone()), mc.engine_threads)
-    };
-    let factory: BackendFactory =
-        Arc::new(move |_lane| Ok(Box::new(CpuBackend::new(&cpu)?) as Box<dyn Backend>));
+    let (factory, buffers_per_lane) = backends(app, &model, max_batch)?;
     let warmup = if mc.warmup {
         engine::warmup_batch_sizes(max_batch)
     } else {
@@ -199,7 +244,7 @@ fn start_pipeline(app: &App) -> Result<(Pipeline, JoinHandle<()>), ServeError> {
         Some(wrap) => Arc::new(move |lane| wrap(lane, factory(lane)?)) as BackendFactory,
         None => factory,
     };
-    let mut lanes = Lanes::start(1, factory, max_batch, CPU_BUFFERS_PER_LANE, &warmup)?;
+    let mut lanes = Lanes::start(1, factory, max_batch, buffers_per_lane, &warmup)?;
     let health = lanes.health();
     let classes = lanes.classes();
     let buffers = lanes.take_buffers();
@@ -211,7 +256,7 @@ fn start_pipeline(app: &App) -> Result<(Pipeline, JoinHandle<()>), ServeError> {
     let telemetry = batcher::Telemetry {
         metrics: app.metrics.clone(),
         tracer: app.tracer.clone(),
-        device: "cpu",
+        device: mc.device.to_string().into(),
     };
     let thread = batcher::spawn(config, lanes, buffers, rx, app.admission.clone(), telemetry)?;
     let version = match model.origin {
@@ -223,7 +268,7 @@ fn start_pipeline(app: &App) -> Result<(Pipeline, JoinHandle<()>), ServeError> {
     };
     app.metrics
         .model_info
-        .with_label_values(&[&mc.name, &version, "cpu", "fp32"])
+        .with_label_values(&[&mc.name, &version, &mc.device.to_string(), "fp32"])
         .set(1);
     tracing::info!(
         path = %model.path.display(),
@@ -231,6 +276,7 @@ fn start_pipeline(app: &App) -> Result<(Pipeline, JoinHandle<()>), ServeError> {
         output = %sig.output,
         classes,
         max_batch,
+        device = %mc.device,
         warmup = ?warmup,
         elapsed_s = started.elapsed().as_secs_f64(),
         "model loaded"

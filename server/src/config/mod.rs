@@ -63,6 +63,18 @@ pub enum Device {
     Cuda(u32),
 }
 
+impl std::fmt::Display for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Device::Cpu => f.write_str("cpu"),
+            Device::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+/// Largest batch on a GPU: the largest CUDA graph bucket.
+pub const MAX_GPU_BATCH: usize = 256;
+
 /// Model and engine.
 #[derive(Debug, Clone)]
 pub struct ModelConfig {
@@ -208,6 +220,7 @@ impl Config {
             debug: env.flag("DEBUG", false)?,
             workers: env.number("WORKERS", cores.min(4), 1)?,
         };
+        let model = model_config(&env, cores)?;
         Ok(Self {
             http: HttpConfig {
                 host: env.parse("HOST", IpAddr::from([0, 0, 0, 0]), |s| {
@@ -227,9 +240,16 @@ impl Config {
                         .collect()
                 }),
             },
-            model: model_config(&env, cores)?,
             batching: BatchConfig {
-                max_batch_size: env.number("MAX_BATCH_SIZE", 8, 1)?,
+                max_batch_size: env.parse("MAX_BATCH_SIZE", 8, |s| {
+                    match (s.parse::<usize>(), model.device) {
+                        (Ok(0) | Err(_), _) => Err("expected a whole number of at least 1".into()),
+                        (Ok(n), Device::Cuda(_)) if n > MAX_GPU_BATCH => Err(format!(
+                            "at most {MAX_GPU_BATCH} on a GPU (the largest CUDA graph bucket)"
+                        )),
+                        (Ok(n), _) => Ok(n),
+                    }
+                })?,
                 max_batch_delay: Duration::from_secs_f64(
                     env.number("MAX_BATCH_DELAY_MS", 5.0, 0.0)? / 1000.0,
                 ),
@@ -256,6 +276,7 @@ impl Config {
                 enable_metrics: env.flag("ENABLE_METRICS", true)?,
                 trace: otel::trace_config(&env, &app)?,
             },
+            model,
             app,
         })
     }
@@ -275,8 +296,12 @@ fn model_config<F: Fn(&str) -> Option<String>>(
             },
         };
         match device {
-            Device::Cpu => Ok(device),
-            Device::Cuda(_) => Err("this build has no GPU engine yet; use MODEL_DEVICE=cpu".into()),
+            Device::Cuda(_) if !cfg!(feature = "cuda") => Err(
+                "this build has no CUDA engine: use the CUDA image (Dockerfile.cuda) or build \
+                 with `--features cuda`; or MODEL_DEVICE=cpu"
+                    .into(),
+            ),
+            _ => Ok(device),
         }
     })?;
     let name = env.parse("MODEL_NAME", "resnet50".to_string(), |s| {
@@ -365,7 +390,7 @@ mod tests {
             ("LOG_FORMAT", "xml"),
             ("ENABLE_METRICS", "maybe"),
             ("MODEL_DEVICE", "tpu"),
-            ("MODEL_DEVICE", "cuda:0"),
+            ("MODEL_DEVICE", "cuda:x"),
             ("HOST", "example.com"),
         ] {
             let err = config(&[(var, value)]).unwrap_err();

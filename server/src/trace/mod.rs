@@ -305,7 +305,7 @@ pub struct BatchSpan {
     start: SystemTime,
     links: Vec<(TraceId, SpanId)>,
     lane: usize,
-    device: &'static str,
+    device: std::sync::Arc<str>,
 }
 
 impl BatchSpan {
@@ -314,7 +314,7 @@ impl BatchSpan {
         tracer: &Tracer,
         links: Vec<(TraceId, SpanId)>,
         lane: usize,
-        device: &'static str,
+        device: std::sync::Arc<str>,
     ) -> Self {
         BatchSpan {
             tracer: tracer.clone(),
@@ -331,7 +331,10 @@ impl BatchSpan {
     pub fn end<E: std::fmt::Display>(self, size: usize, error: Option<&E>) {
         let attributes = vec![
             ("inference.batch_size", Value::Int(size as i64)),
-            ("inference.device", Value::Str(self.device.into())),
+            (
+                "inference.device",
+                Value::Str(self.device.to_string().into()),
+            ),
             ("inference.lane", Value::Int(self.lane as i64)),
             (
                 "inference.traced_requests",
