@@ -65,6 +65,9 @@ pub trait DeviceOps {
     /// Copies `host` (the filled part of a batch buffer: `n` images, not the bucket) to the
     /// start of `dst`, asynchronously on the stream.
     fn copy_in(&mut self, host: &[u8], dst: &Self::Buf) -> Result<(), GpuError>;
+    /// Reads the first `bytes` of `src` back to the host, waiting for them (checks and tests
+    /// only: never on the serving path).
+    fn read(&mut self, src: &Self::Buf, bytes: usize) -> Result<Vec<u8>, GpuError>;
     /// Starts copying `floats` fp32 values from the start of `src` to the host.
     fn copy_out(&mut self, src: &Self::Buf, floats: usize) -> Result<(), GpuError>;
     /// Waits for the stream and writes what [`DeviceOps::copy_out`] copied into `out`.

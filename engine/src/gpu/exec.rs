@@ -178,8 +178,39 @@ impl<D: DeviceOps> Executor<D> {
         Ok(())
     }
 
+    /// Runs `n` images step by step (no graph) and returns every step's output for them, widened
+    /// to f32: fp16 activations, then the fp32 pooled features and logits. For checks that
+    /// compare devices step by step; never on the serving path.
+    pub fn run_traced(&mut self, images: &[u8], n: usize) -> Result<Vec<Vec<f32>>, GpuError> {
+        let b = bucket(n, &self.buckets)
+            .ok_or_else(|| GpuError::Failed(format!("a batch of {n} fits no bucket")))?;
+        let images = images.get(..n * IMAGE_BYTES).ok_or_else(|| {
+            GpuError::Failed(format!("{n} images need {} bytes", n * IMAGE_BYTES))
+        })?;
+        self.dev.copy_in(images, &self.input)?;
+        let mut outputs = Vec::new();
+        for upto in 0..self.model.layers.len() {
+            self.run_range(b, upto + 1)?;
+            let step = &self.model.plan.steps[upto];
+            let per_image = self.model.plan.shapes[step.op + 1].len();
+            let (buf, width) = match self.model.layers[upto] {
+                Layer::AvgPool { .. } => (&self.pooled, 4),
+                Layer::Linear { .. } => (&self.logits, 4),
+                _ => (&self.slots[step.writes], 2),
+            };
+            let bytes = self.dev.read(buf, n * per_image * width)?;
+            outputs.push(widen(&bytes, width));
+        }
+        Ok(outputs)
+    }
+
     /// Normalisation and every step of the network for a batch of `b` (a bucket).
     fn run_steps(&mut self, b: usize) -> Result<(), GpuError> {
+        self.run_range(b, self.model.layers.len())
+    }
+
+    /// Normalisation and the first `steps` steps for a batch of `b`.
+    fn run_range(&mut self, b: usize, steps: usize) -> Result<(), GpuError> {
         let plan = &self.model.plan;
         let channels = plan.shapes[0].c;
         self.dev.normalize(
@@ -189,7 +220,8 @@ impl<D: DeviceOps> Executor<D> {
             channels,
             &self.affine,
         )?;
-        for (id, (step, layer)) in plan.steps.iter().zip(&self.model.layers).enumerate() {
+        let layers = plan.steps.iter().zip(&self.model.layers).take(steps);
+        for (id, (step, layer)) in layers.enumerate() {
             let x = &self.slots[step.reads[0]];
             let y = &self.slots[step.writes];
             match layer {
@@ -224,6 +256,18 @@ impl<D: DeviceOps> Executor<D> {
         }
         Ok(())
     }
+}
+
+/// Little-endian fp16 (`width` 2) or fp32 (`width` 4) values as f32.
+fn widen(bytes: &[u8], width: usize) -> Vec<f32> {
+    bytes
+        .chunks_exact(width)
+        .map(|c| match c {
+            [a, b] => half::f16::from_bits(u16::from_le_bytes([*a, *b])).to_f32(),
+            [a, b, c, d] => f32::from_le_bytes([*a, *b, *c, *d]),
+            _ => f32::NAN,
+        })
+        .collect()
 }
 
 impl From<GpuError> for EngineError {

@@ -251,6 +251,11 @@ fn the_twin_runs_the_plan_with_fp16_error_only() {
         exec.run(img, 1, &mut alone, &mut timings).unwrap();
         assert_eq!(alone, got, "image {i} alone vs in a batch of 3");
     }
+    // Step by step: one output per step, the last one the logits.
+    let steps = exec.run_traced(&flat, 3).unwrap();
+    assert_eq!(steps.len(), 8);
+    assert_eq!(steps[0].len(), 3 * 8 * 112 * 112, "the stem's fp16 output");
+    assert_eq!(steps[7], logits, "the traced logits are the served ones");
     let err = exec
         .run(&[0u8; IMAGE_BYTES * 5], 5, &mut logits, &mut timings)
         .unwrap_err();
@@ -321,6 +326,10 @@ impl DeviceOps for Recording {
         assert!(host.len() <= self.sizes[*dst]);
         self.calls.push(Call::CopyIn(host.len()));
         Ok(())
+    }
+    fn read(&mut self, src: &usize, bytes: usize) -> Result<Vec<u8>, GpuError> {
+        assert!(bytes <= self.sizes[*src]);
+        Ok(vec![0; bytes])
     }
     fn copy_out(&mut self, src: &usize, floats: usize) -> Result<(), GpuError> {
         assert!(floats * 4 <= self.sizes[*src]);

@@ -154,6 +154,13 @@ impl DeviceOps for CpuTwin {
         Ok(())
     }
 
+    fn read(&mut self, src: &TwinBuf, bytes: usize) -> Result<Vec<u8>, GpuError> {
+        let s = src.borrow();
+        Ok(s.get(..bytes)
+            .ok_or_else(|| short("read", bytes, s.len()))?
+            .to_vec())
+    }
+
     fn copy_out(&mut self, src: &TwinBuf, floats: usize) -> Result<(), GpuError> {
         self.staged = read_f32(&src.borrow(), floats, "copy out")?;
         Ok(())
