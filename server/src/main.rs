@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+mod bench_engine;
 mod plan_check;
 
 #[global_allocator]
@@ -37,6 +38,8 @@ enum Command {
     /// Run the GPU engine's plan (fp16, folded weights, the same slots and buckets) on its CPU
     /// twin and compare its answers with the CPU engine (ONNX Runtime).
     PlanCheck(plan_check::Args),
+    /// Model-only images/s of the GPU plan at given batch sizes (no HTTP, no decoding).
+    BenchEngine(bench_engine::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -47,6 +50,11 @@ fn main() -> anyhow::Result<()> {
             let config = gateway::Config::from_env()?;
             gateway::telemetry::init_logging(&config.telemetry);
             plan_check::run(&config, &args)
+        }
+        Some(Command::BenchEngine(args)) => {
+            let config = gateway::Config::from_env()?;
+            gateway::telemetry::init_logging(&config.telemetry);
+            bench_engine::run(&config, &args)
         }
     }
 }

@@ -40,6 +40,118 @@ pub struct Args {
     /// Images per batch, on both engines.
     #[arg(long, default_value_t = 8)]
     batch: usize,
+    /// Where the GPU plan runs: `twin` (its CPU twin) or `cuda[:N]` (a build with the CUDA
+    /// engine; the twin then also runs, and the first batch is compared step by step).
+    #[arg(long, default_value = "twin")]
+    device: String,
+}
+
+/// The GPU plan on the chosen device.
+pub(crate) enum PlanEngine {
+    /// The CPU twin.
+    Twin(Executor<CpuTwin>),
+    /// The CUDA device.
+    #[cfg(feature = "cuda")]
+    Cuda(Executor<engine::gpu::cuda::CudaDevice>),
+}
+
+impl PlanEngine {
+    /// Builds the plan of `model` on `device` for batches up to `max_batch`.
+    pub(crate) fn build(
+        device: &str,
+        model: Arc<PreparedModel>,
+        max_batch: usize,
+        cache_dir: &Path,
+    ) -> anyhow::Result<Self> {
+        let affine = engine::gpu::affine_of(models::IMAGENET_NORMALIZATION);
+        if device == "twin" {
+            return Ok(Self::Twin(Executor::new(
+                CpuTwin::default(),
+                model,
+                max_batch,
+                affine,
+            )?));
+        }
+        let ordinal = match device.strip_prefix("cuda") {
+            Some("") => 0,
+            Some(rest) => rest
+                .strip_prefix(':')
+                .and_then(|n| n.parse().ok())
+                .with_context(|| format!("--device {device}: expected twin, cuda or cuda:N"))?,
+            None => anyhow::bail!("--device {device}: expected twin, cuda or cuda:N"),
+        };
+        Self::cuda(ordinal, model, max_batch, cache_dir)
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda(
+        ordinal: usize,
+        model: Arc<PreparedModel>,
+        max_batch: usize,
+        cache_dir: &Path,
+    ) -> anyhow::Result<Self> {
+        let cfg = engine::gpu::cuda::CudaConfig {
+            ordinal,
+            max_batch,
+            normalization: models::IMAGENET_NORMALIZATION,
+            tune_cache: Some(cache_dir.join("conv-algos.tsv")),
+            graphs: true,
+        };
+        let exec =
+            engine::gpu::cuda::executor(model, &cfg, 0).map_err(engine::EngineError::from)?;
+        Ok(Self::Cuda(exec))
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    fn cuda(_: usize, _: Arc<PreparedModel>, _: usize, _: &Path) -> anyhow::Result<Self> {
+        anyhow::bail!("this build has no CUDA engine (build with --features cuda)")
+    }
+
+    /// Runs `n` images, writing logits and timings.
+    pub(crate) fn run(
+        &mut self,
+        images: &[u8],
+        n: usize,
+        logits: &mut Vec<f32>,
+        timings: &mut Vec<engine::StageTiming>,
+    ) -> anyhow::Result<()> {
+        match self {
+            Self::Twin(e) => e.run(images, n, logits, timings)?,
+            #[cfg(feature = "cuda")]
+            Self::Cuda(e) => e.run(images, n, logits, timings)?,
+        }
+        Ok(())
+    }
+
+    /// Every step's output for `n` images.
+    fn traced(&mut self, images: &[u8], n: usize) -> anyhow::Result<Vec<Vec<f32>>> {
+        Ok(match self {
+            Self::Twin(e) => e.run_traced(images, n)?,
+            #[cfg(feature = "cuda")]
+            Self::Cuda(e) => e.run_traced(images, n)?,
+        })
+    }
+
+    fn is_twin(&self) -> bool {
+        matches!(self, Self::Twin(_))
+    }
+}
+
+/// Per step, the largest difference between two devices' outputs relative to the step's
+/// largest value.
+fn step_errors(a: &[Vec<f32>], b: &[Vec<f32>]) -> Vec<f32> {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| {
+            let scale = x.iter().map(|v| v.abs()).fold(0.0f32, f32::max).max(1e-6);
+            let worst = x
+                .iter()
+                .zip(y)
+                .map(|(p, q)| (p - q).abs())
+                .fold(0.0f32, f32::max);
+            worst / scale
+        })
+        .collect()
 }
 
 struct Input {
@@ -149,10 +261,9 @@ pub fn run(config: &gateway::Config, args: &Args) -> anyhow::Result<()> {
     )?;
     let bytes = std::fs::read(&model.path)?;
     let net = models::network_from_onnx(&bytes)?;
-    let prepared = PreparedModel::build(&net).map_err(anyhow::Error::msg)?;
+    let prepared = Arc::new(PreparedModel::build(&net).map_err(anyhow::Error::msg)?);
     let batch = args.batch.max(1);
-    let affine = engine::gpu::affine_of(models::IMAGENET_NORMALIZATION);
-    let mut twin = Executor::new(CpuTwin::default(), Arc::new(prepared), batch, affine)?;
+    let mut plan = PlanEngine::build(&args.device, prepared.clone(), batch, &mc.cache_dir)?;
     let mut cpu = CpuBackend::new(&models::cpu_config(
         ModelSource::File(model.path.clone()),
         mc.engine_threads,
@@ -164,8 +275,22 @@ pub fn run(config: &gateway::Config, args: &Args) -> anyhow::Result<()> {
         )),
         None => None,
     };
-    let classes = twin.classes();
+    let classes = prepared.classes;
     let mut results = Vec::with_capacity(inputs.len());
+    let steps = if plan.is_twin() {
+        None
+    } else {
+        let n = inputs.len().min(batch);
+        let flat: Vec<u8> = inputs[..n]
+            .iter()
+            .flat_map(|i| i.pixels.iter().copied())
+            .collect();
+        let mut reference = PlanEngine::build("twin", prepared.clone(), batch, &mc.cache_dir)?;
+        Some(step_errors(
+            &reference.traced(&flat, n)?,
+            &plan.traced(&flat, n)?,
+        ))
+    };
     for chunk in inputs.chunks(batch) {
         let refs: Vec<&Input> = chunk.iter().collect();
         let want = cpu_logits(&mut cpu, &refs)?;
@@ -174,7 +299,7 @@ pub fn run(config: &gateway::Config, args: &Args) -> anyhow::Result<()> {
             .flat_map(|i| i.pixels.iter().copied())
             .collect();
         let (mut got, mut timings) = (Vec::new(), Vec::new());
-        twin.run(&flat, chunk.len(), &mut got, &mut timings)?;
+        plan.run(&flat, chunk.len(), &mut got, &mut timings)?;
         for (i, input) in chunk.iter().enumerate() {
             let row = i * classes..(i + 1) * classes;
             let c = compare(&want[row.clone()], &got[row]);
@@ -192,10 +317,15 @@ pub fn run(config: &gateway::Config, args: &Args) -> anyhow::Result<()> {
     if let Some(mut out) = json {
         out.flush()?;
     }
-    summarise(&model.path, &results)
+    summarise(&model.path, &args.device, &results, steps)
 }
 
-fn summarise(model: &Path, results: &[Comparison]) -> anyhow::Result<()> {
+fn summarise(
+    model: &Path,
+    device: &str,
+    results: &[Comparison],
+    steps: Option<Vec<f32>>,
+) -> anyhow::Result<()> {
     let n = results.len();
     let agree = results.iter().filter(|c| c.agree).count();
     let required = results.iter().filter(|c| c.required).count();
@@ -209,6 +339,7 @@ fn summarise(model: &Path, results: &[Comparison]) -> anyhow::Result<()> {
         .fold(0.0, f32::max);
     let summary = serde_json::json!({
         "model": model.display().to_string(),
+        "device": device,
         "inputs": n,
         "top1_agree": agree,
         "top1_required": required,
@@ -217,6 +348,7 @@ fn summarise(model: &Path, results: &[Comparison]) -> anyhow::Result<()> {
         "median_max_logit_error": errors[n / 2],
         "max_logit_error": errors[n - 1],
         "max_logit_error_over_logit_std": relative,
+        "step_error_vs_twin": steps,
     });
     println!("{summary}");
     anyhow::ensure!(
