@@ -26,6 +26,9 @@ pub struct Args {
     /// Seconds per batch size (after two warm-up batches); at least three batches run.
     #[arg(long, default_value_t = 3.0)]
     seconds: f64,
+    /// Launch every step of every batch instead of replaying CUDA graphs.
+    #[arg(long)]
+    eager: bool,
 }
 
 /// Runs the benchmark and prints one JSON line per batch size.
@@ -41,7 +44,7 @@ pub fn run(config: &gateway::Config, args: &Args) -> anyhow::Result<()> {
     let net = models::network_from_onnx(&std::fs::read(&model.path)?)?;
     let prepared = Arc::new(PreparedModel::build(&net).map_err(anyhow::Error::msg)?);
     let max = args.batches.iter().copied().max().unwrap_or(1).max(1);
-    let mut plan = PlanEngine::build(&args.device, prepared, max, &mc.cache_dir)?;
+    let mut plan = PlanEngine::build(&args.device, prepared, max, &mc.cache_dir, !args.eager)?;
     let images: Vec<u8> = models::varied_images(7, max.min(64))
         .concat()
         .repeat(max.div_ceil(64));
@@ -68,6 +71,7 @@ pub fn run(config: &gateway::Config, args: &Args) -> anyhow::Result<()> {
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         let line = serde_json::json!({
             "device": args.device,
+            "graphs": !args.eager,
             "batch": n,
             "batches": runs,
             "images_per_s": f64::from(runs) * n as f64 / wall,

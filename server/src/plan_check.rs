@@ -62,6 +62,7 @@ impl PlanEngine {
         model: Arc<PreparedModel>,
         max_batch: usize,
         cache_dir: &Path,
+        graphs: bool,
     ) -> anyhow::Result<Self> {
         let affine = engine::gpu::affine_of(models::IMAGENET_NORMALIZATION);
         if device == "twin" {
@@ -80,7 +81,7 @@ impl PlanEngine {
                 .with_context(|| format!("--device {device}: expected twin, cuda or cuda:N"))?,
             None => anyhow::bail!("--device {device}: expected twin, cuda or cuda:N"),
         };
-        Self::cuda(ordinal, model, max_batch, cache_dir)
+        Self::cuda(ordinal, model, max_batch, (cache_dir, graphs))
     }
 
     #[cfg(feature = "cuda")]
@@ -88,14 +89,14 @@ impl PlanEngine {
         ordinal: usize,
         model: Arc<PreparedModel>,
         max_batch: usize,
-        cache_dir: &Path,
+        (cache_dir, graphs): (&Path, bool),
     ) -> anyhow::Result<Self> {
         let cfg = engine::gpu::cuda::CudaConfig {
             ordinal,
             max_batch,
             normalization: models::IMAGENET_NORMALIZATION,
             tune_cache: Some(cache_dir.join("conv-algos.tsv")),
-            graphs: true,
+            graphs,
         };
         let exec =
             engine::gpu::cuda::executor(model, &cfg, 0).map_err(engine::EngineError::from)?;
@@ -103,7 +104,7 @@ impl PlanEngine {
     }
 
     #[cfg(not(feature = "cuda"))]
-    fn cuda(_: usize, _: Arc<PreparedModel>, _: usize, _: &Path) -> anyhow::Result<Self> {
+    fn cuda(_: usize, _: Arc<PreparedModel>, _: usize, _: (&Path, bool)) -> anyhow::Result<Self> {
         anyhow::bail!("this build has no CUDA engine (build with --features cuda)")
     }
 
@@ -263,7 +264,7 @@ pub fn run(config: &gateway::Config, args: &Args) -> anyhow::Result<()> {
     let net = models::network_from_onnx(&bytes)?;
     let prepared = Arc::new(PreparedModel::build(&net).map_err(anyhow::Error::msg)?);
     let batch = args.batch.max(1);
-    let mut plan = PlanEngine::build(&args.device, prepared.clone(), batch, &mc.cache_dir)?;
+    let mut plan = PlanEngine::build(&args.device, prepared.clone(), batch, &mc.cache_dir, true)?;
     let mut cpu = CpuBackend::new(&models::cpu_config(
         ModelSource::File(model.path.clone()),
         mc.engine_threads,
@@ -285,7 +286,8 @@ pub fn run(config: &gateway::Config, args: &Args) -> anyhow::Result<()> {
             .iter()
             .flat_map(|i| i.pixels.iter().copied())
             .collect();
-        let mut reference = PlanEngine::build("twin", prepared.clone(), batch, &mc.cache_dir)?;
+        let mut reference =
+            PlanEngine::build("twin", prepared.clone(), batch, &mc.cache_dir, false)?;
         Some(step_errors(
             &reference.traced(&flat, n)?,
             &plan.traced(&flat, n)?,
