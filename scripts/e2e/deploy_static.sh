@@ -36,7 +36,7 @@ for f in docker-compose.yml docker-compose.dev.yml; do docker-compose -f "$f" co
 check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml docker-compose.dev.yml
 
 step "Dockerfiles (hadolint)"
-hadolint Dockerfile Dockerfile.dev && echo "   ok"
+hadolint Dockerfile Dockerfile.dev Dockerfile.cuda && echo "   ok"
 
 step "ECS task definition (botocore's ECS API model)"
 python3 scripts/e2e/validate_ecs.py deploy/ecs/*.json
