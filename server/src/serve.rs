@@ -266,6 +266,10 @@ fn start_pipeline(app: &App) -> Result<(Pipeline, JoinHandle<()>), ServeError> {
             .file_name()
             .map_or_else(String::new, |f| f.to_string_lossy().into_owned()),
     };
+    #[cfg(feature = "cuda")]
+    if let Device::Cuda(gpu) = mc.device {
+        app.metrics.register_gpu(gpu);
+    }
     app.metrics
         .model_info
         .with_label_values(&[&mc.name, &version, &mc.device.to_string(), "fp32"])

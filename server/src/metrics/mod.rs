@@ -7,6 +7,8 @@
 //! scraper asks for it, as Prometheus does.
 
 mod exemplars;
+#[cfg(feature = "cuda")]
+mod gpu;
 mod openmetrics;
 
 use std::sync::Arc;
@@ -198,6 +200,20 @@ impl Metrics {
             self.exemplars
                 .get(label("method")?, label("route")?, bucket)
         })
+    }
+
+    /// Registers the NVML gauges of CUDA device `gpu`; where NVML is unusable they stay absent
+    /// and the reason is logged.
+    #[cfg(feature = "cuda")]
+    pub fn register_gpu(&self, gpu: u32) {
+        match gpu::GpuCollector::new(gpu) {
+            Ok(c) => {
+                if let Err(e) = self.registry.register(Box::new(c)) {
+                    tracing::warn!(error = %e, "GPU metrics not registered");
+                }
+            }
+            Err(why) => tracing::warn!(reason = %why, "no GPU metrics (gpu_* series absent)"),
+        }
     }
 
     /// Prometheus text exposition of everything registered.
