@@ -46,7 +46,9 @@ pub struct Args {
     device: String,
 }
 
-/// The GPU plan on the chosen device.
+/// The GPU plan on the chosen device (one per process: the size difference of the variants
+/// does not matter).
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum PlanEngine {
     /// The CPU twin.
     Twin(Executor<CpuTwin>),
