@@ -184,11 +184,23 @@ fn lane_main(
     };
     drop(ready);
     let (mut logits, mut timings) = (Vec::new(), Vec::new());
+    let mut lost: Option<EngineError> = None;
     while let Ok(job) = jobs.recv() {
+        if let Some(e) = &lost {
+            (job.done)(job.batch, Err(e.clone()));
+            continue;
+        }
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             backend.run(&job.batch, &mut logits, &mut timings)
         }))
         .unwrap_or_else(|panic| Err(EngineError::Panicked(panic_message(&panic).into())));
+        if let Err(e @ EngineError::DeviceLost(_)) = &outcome {
+            // Dead before the batch's callers hear of it; every later batch fails the same way
+            // without touching the device, until the process is restarted.
+            health.mark_dead(lane);
+            tracing::error!(lane, error = %e, "the engine's device is lost; the process must restart");
+            lost = Some(e.clone());
+        }
         let panicked = matches!(outcome, Err(EngineError::Panicked(_)));
         let classes = backend.classes();
         let result = outcome.map(|()| BatchOutput {
@@ -371,6 +383,40 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
         assert_eq!(one(&mut free).unwrap(), vec![1.0, 2.0, 3.0]);
+        l.shutdown();
+    }
+
+    #[test]
+    fn a_lost_device_marks_the_engine_dead_and_fails_later_batches_without_running_them() {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let counted = runs.clone();
+        let factory: BackendFactory = Arc::new(move |_| {
+            Ok(Box::new(crate::testing::Lost {
+                runs: counted.clone(),
+            }) as Box<dyn Backend>)
+        });
+        let mut l = Lanes::start(1, factory, 4, 2, &[]).unwrap();
+        let health = l.health();
+        let mut free = l.take_buffers().remove(0);
+        let (tx, rx) = bounded::<(BatchBuffer, Outcome)>(2);
+        for _ in 0..3 {
+            let mut buf = free.pop().unwrap();
+            buf.clear();
+            assert!(buf.push(&vec![1u8; crate::IMAGE_BYTES]));
+            submit(&l, buf, &tx);
+            let (buf, r) = rx.recv().unwrap();
+            free.push(buf);
+            assert!(matches!(r, Err(EngineError::DeviceLost(_))), "{r:?}");
+            assert!(
+                health.any_dead() && !health.all_up(),
+                "dead before the callers hear"
+            );
+        }
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            1,
+            "the lost device ran one batch only"
+        );
         l.shutdown();
     }
 

@@ -33,6 +33,13 @@ impl Health {
         self.up[lane].store(up, Ordering::Release);
     }
 
+    /// Marks lane `lane` down and the engine dead: its device is lost (e.g. a poisoned CUDA
+    /// context), and only a new process can serve again.
+    pub(crate) fn mark_dead(&self, lane: usize) {
+        self.set(lane, false);
+        self.dead.store(true, Ordering::Release);
+    }
+
     /// Every lane can run batches.
     pub fn all_up(&self) -> bool {
         self.up.iter().all(|u| u.load(Ordering::Acquire))
@@ -62,8 +69,7 @@ pub(crate) struct DeathWatch<'a> {
 impl Drop for DeathWatch<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            self.health.set(self.lane, false);
-            self.health.dead.store(true, Ordering::Release);
+            self.health.mark_dead(self.lane);
             tracing::error!(
                 lane = self.lane,
                 "engine lane thread died; the process must be restarted"

@@ -46,3 +46,25 @@ impl Fake {
         }
     }
 }
+
+/// A backend whose device is lost on its first batch.
+pub(crate) struct Lost {
+    pub(crate) runs: Arc<AtomicUsize>,
+}
+
+impl Backend for Lost {
+    fn run(
+        &mut self,
+        _: &BatchBuffer,
+        _: &mut Vec<f32>,
+        _: &mut Vec<StageTiming>,
+    ) -> Result<(), EngineError> {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        Err(EngineError::DeviceLost(
+            "injected illegal address (700)".into(),
+        ))
+    }
+    fn classes(&self) -> usize {
+        3
+    }
+}

@@ -116,7 +116,7 @@ impl App {
             .is_some_and(|p| p.health.any_dead());
         if dead {
             return Err(ApiError::NotReady(
-                "an engine lane thread died; restart the process",
+                "an engine lane died or lost its GPU; restart the process",
             ));
         }
         Ok(())
