@@ -490,3 +490,47 @@ fn a_bucket_whose_capture_fails_launches_its_steps() {
     assert!(steps.iter().all(|(_, n)| *n == 2));
     assert_eq!(run.last(), Some(&Call::CopyOut(20)));
 }
+
+#[test]
+fn the_plan_backend_serves_through_the_lanes() {
+    use crate::{BackendFactory, BatchBuffer, Job, Lanes};
+    let model = Arc::new(PreparedModel::build(&tiny()).unwrap());
+    let factory: BackendFactory = Arc::new(move |_| {
+        let exec = Executor::new(CpuTwin::default(), model.clone(), 4, affine())?;
+        Ok(Box::new(super::exec::PlanBackend::new(exec, None)) as Box<dyn crate::Backend>)
+    });
+    let mut lanes = Lanes::start(1, factory, 4, 2, &crate::warmup_batch_sizes(4)).unwrap();
+    assert_eq!(lanes.classes(), 10);
+    let mut buffer = lanes.take_buffers().remove(0).remove(0);
+    let images: Vec<Vec<u8>> = (0..3).map(|i| image(300 + i)).collect();
+    for img in &images {
+        assert!(buffer.push(img));
+    }
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let done: crate::JobDone = Box::new(move |buf: BatchBuffer, r| {
+        let _ = tx.send((buf.len(), r.map(|o| (o.logits.to_vec(), o.timings.len()))));
+    });
+    assert!(lanes
+        .try_submit(
+            0,
+            Job {
+                batch: buffer,
+                done
+            }
+        )
+        .is_ok());
+    let (n, outcome) = rx.recv().unwrap();
+    let (logits, stages) = outcome.unwrap();
+    assert_eq!((n, logits.len(), stages), (3, 30, 3));
+    let mut direct = Executor::new(
+        CpuTwin::default(),
+        Arc::new(PreparedModel::build(&tiny()).unwrap()),
+        4,
+        affine(),
+    )
+    .unwrap();
+    let (mut want, mut t) = (Vec::new(), Vec::new());
+    direct.run(&images.concat(), 3, &mut want, &mut t).unwrap();
+    assert_eq!(logits, want, "the lane's answer is the executor's");
+    lanes.shutdown();
+}
