@@ -201,15 +201,17 @@ impl Batcher {
             .pop()
             .expect("a lane with room has a free buffer");
         buffer.clear();
-        let mut tickets = Vec::with_capacity(batch.len());
+        let mut tickets: Vec<Ticket> = Vec::with_capacity(batch.len());
         let links: Vec<_> = batch.iter().filter_map(|p| p.trace).collect();
         let span = (!links.is_empty())
             .then(|| BatchSpan::begin(&self.tracer, links, lane, self.device.clone()));
-        for p in batch {
-            buffer.push(&p.image);
-            let wait = now - p.enqueued;
-            self.metrics.queue_wait.observe(wait.as_secs_f64());
-            tickets.push((p.reply, wait)); // the image and the permit are released here
+        for p in fill(&mut buffer, batch, now) {
+            self.metrics.queue_wait.observe(p.1.as_secs_f64());
+            tickets.push(p);
+        }
+        if tickets.is_empty() {
+            self.state[lane].buffers.push(buffer);
+            return;
         }
         let n = tickets.len();
         self.metrics.batch_size.observe(n as f64);
@@ -268,16 +270,47 @@ type Ticket = (
     Duration,
 );
 
+/// Copies each image of `batch` into `buffer` and returns the tickets of those copied; an image
+/// of the wrong size (a preprocessing bug) is answered with an error at once, alone, instead of
+/// shifting every later image of the batch. The images and permits are released here.
+fn fill(buffer: &mut BatchBuffer, batch: Vec<Pending>, now: Instant) -> Vec<Ticket> {
+    let mut tickets = Vec::with_capacity(batch.len());
+    for p in batch {
+        if buffer.push(&p.image) {
+            tickets.push((p.reply, now - p.enqueued));
+        } else {
+            let why = format!(
+                "the preprocessed image has {} bytes, the engine takes {}",
+                p.image.len(),
+                engine::IMAGE_BYTES
+            );
+            tracing::error!(error = %why, "image refused by the batch buffer");
+            let _ = p.reply.send(Err(EngineError::Inference(why.into())));
+        }
+    }
+    tickets
+}
+
 fn reply_all(tickets: Vec<Ticket>, result: Result<BatchOutput<'_>, EngineError>) {
     let batch_size = tickets.len();
     for (i, (reply, queue_wait)) in tickets.into_iter().enumerate() {
         let answer = match &result {
-            Ok(out) => Ok(InferOutput {
-                logits: out.logits[i * out.classes..(i + 1) * out.classes].to_vec(),
-                queue_wait,
-                batch_size,
-                stages: out.timings.to_vec(),
-            }),
+            Ok(out) => match out.logits.get(i * out.classes..(i + 1) * out.classes) {
+                Some(row) => Ok(InferOutput {
+                    logits: row.to_vec(),
+                    queue_wait,
+                    batch_size,
+                    stages: out.timings.to_vec(),
+                }),
+                None => Err(EngineError::Inference(
+                    format!(
+                        "the engine returned {} logits for {batch_size} images of {} classes",
+                        out.logits.len(),
+                        out.classes
+                    )
+                    .into(),
+                )),
+            },
             Err(e) => Err(e.clone()),
         };
         let _ = reply.send(answer); // a closed receiver means the client has gone
@@ -361,5 +394,58 @@ mod tests {
         let mixed = lanes(&[(1, 2), (0, 2)]);
         assert_eq!(pick_lane(&mixed, &moment(8, 9 * MS, 0), &config()), Some(1));
         assert_eq!(pick_lane(&mixed, &moment(2, MS, 0), &config()), Some(1));
+    }
+
+    fn pending(
+        len: usize,
+        admission: &Arc<Admission>,
+    ) -> (
+        Pending,
+        tokio::sync::oneshot::Receiver<crate::queue::InferReply>,
+    ) {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let now = Instant::now();
+        let p = Pending {
+            image: vec![7; len],
+            enqueued: now,
+            deadline: now + Duration::from_secs(5),
+            reply,
+            permit: admission.try_admit().expect("room"),
+            trace: None,
+        };
+        (p, rx)
+    }
+
+    #[test]
+    fn an_image_of_the_wrong_size_fails_alone_and_the_others_keep_their_slots() {
+        let admission = Admission::new(8, prometheus::IntGauge::new("q", "q").unwrap());
+        let (a, _ra) = pending(engine::IMAGE_BYTES, &admission);
+        let (bad, mut rbad) = pending(engine::IMAGE_BYTES - 3, &admission);
+        let (c, _rc) = pending(engine::IMAGE_BYTES, &admission);
+        let mut buffer = BatchBuffer::new(4);
+        let tickets = fill(&mut buffer, vec![a, bad, c], Instant::now());
+        assert_eq!((tickets.len(), buffer.len()), (2, 2));
+        let refused = rbad.try_recv().expect("answered at once");
+        assert!(matches!(refused, Err(EngineError::Inference(m)) if m.contains("bytes")));
+        assert_eq!(admission.waiting(), 0, "every permit released");
+    }
+
+    #[test]
+    fn fewer_logits_than_images_is_an_error_for_each_not_a_panic() {
+        let (tx1, mut rx1) = tokio::sync::oneshot::channel();
+        let (tx2, mut rx2) = tokio::sync::oneshot::channel();
+        let tickets = vec![(tx1, Duration::ZERO), (tx2, Duration::ZERO)];
+        let out = BatchOutput {
+            logits: &[1.0, 2.0, 3.0],
+            classes: 3,
+            timings: &[],
+            lane: 0,
+        };
+        reply_all(tickets, Ok(out));
+        assert_eq!(rx1.try_recv().unwrap().unwrap().logits, vec![1.0, 2.0, 3.0]);
+        assert!(matches!(
+            rx2.try_recv().unwrap(),
+            Err(EngineError::Inference(_))
+        ));
     }
 }

@@ -41,6 +41,10 @@ pub enum ApiError {
     /// Admission refused: the queue is full.
     #[error("the server is at capacity ({0} images waiting); retry shortly")]
     QueueFull(usize),
+    /// Every decode thread is busy and the decode queue is full (admitted, but no room to
+    /// decode now).
+    #[error("every image-decoding thread is busy and their queue is full; retry shortly")]
+    DecodeBusy,
     /// Model not loaded yet, or draining.
     #[error("the server is not ready ({0})")]
     NotReady(&'static str),
@@ -66,13 +70,15 @@ impl ApiError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::BodyTooLarge { .. } | Self::ImageTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unsupported { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::QueueFull(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::QueueFull(_) | Self::DecodeBusy => StatusCode::TOO_MANY_REQUESTS,
             Self::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Deadline(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Engine(
-                engine::EngineError::Restarting(_) | engine::EngineError::DeviceLost(_),
+                engine::EngineError::Restarting(_)
+                | engine::EngineError::DeviceLost(_)
+                | engine::EngineError::ShutDown,
             ) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Engine(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -86,12 +92,14 @@ impl ApiError {
             Self::BodyTooLarge { .. } => "body_too_large",
             Self::ImageTooLarge(_) => "image_too_large",
             Self::QueueFull(_) => "queue_full",
+            Self::DecodeBusy => "decode_busy",
             Self::NotReady(_) => "not_ready",
             Self::Deadline(_) => "deadline_exceeded",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Engine(engine::EngineError::Restarting(_)) => "engine_restarting",
             Self::Engine(engine::EngineError::DeviceLost(_)) => "device_lost",
+            Self::Engine(engine::EngineError::ShutDown) => "shutting_down",
             Self::Engine(_) => "inference_failed",
         }
     }
@@ -104,11 +112,19 @@ impl ApiError {
             }
             Self::BodyTooLarge { .. } => "too_large",
             Self::Unauthorized => "unauthorized",
-            Self::QueueFull(_) => "queue_full",
+            Self::QueueFull(_) | Self::DecodeBusy => "queue_full",
             Self::NotReady(_) => "not_ready",
             Self::Deadline(_) => "deadline",
             Self::NotFound | Self::MethodNotAllowed => "not_found",
             Self::Engine(_) => "engine_error",
+        }
+    }
+
+    /// Seconds after which a retry may succeed (`Retry-After`): every 429 and 503.
+    pub fn retry_after(&self) -> Option<u32> {
+        match self.status() {
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => Some(1),
+            _ => None,
         }
     }
 
@@ -137,7 +153,7 @@ fn engine_summary(e: &engine::EngineError) -> &'static str {
         E::Inference(_) => "inference failed on this request's batch (details in the server log)",
         E::Panicked(_) => "the engine failed on this request's batch and is being restarted (details in the server log)",
         E::Restarting(_) => "the engine is restarting after a failure; retry shortly",
-        E::ShutDown => "the engine is shut down",
+        E::ShutDown => "the server is shutting down; retry on another instance",
         E::DeviceLost(_) => "the GPU failed unrecoverably; this server is restarting, retry on another",
         E::RuntimeUnavailable { .. } | E::ModelLoad(_) | E::DeviceUnavailable(_) => {
             "the engine is unavailable (details in the server log)"
@@ -185,7 +201,12 @@ mod tests {
             (ApiError::QueueFull(4), 429),
             (ApiError::NotReady("draining"), 503),
             (ApiError::Deadline(Duration::from_secs(1)), 504),
-            (ApiError::Engine(engine::EngineError::ShutDown), 500),
+            (ApiError::Engine(engine::EngineError::ShutDown), 503),
+            (ApiError::DecodeBusy, 429),
+            (
+                ApiError::Engine(engine::EngineError::Inference("x".into())),
+                500,
+            ),
             (
                 ApiError::Engine(engine::EngineError::DeviceLost("700".into())),
                 503,
@@ -193,6 +214,12 @@ mod tests {
         ];
         for (err, status) in cases {
             assert_eq!(err.status().as_u16(), status, "{err:?}");
+            // Every 429 and 503 tells the client when to come back (CONTRACT.md).
+            assert_eq!(
+                err.retry_after().is_some(),
+                [429, 503].contains(&status),
+                "{err:?}"
+            );
             let body: serde_json::Value = serde_json::from_str(&err.body(false)).unwrap();
             assert_eq!(body["error"]["code"], err.code());
             assert!(!body["error"]["message"].as_str().unwrap().is_empty());

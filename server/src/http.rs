@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 use crate::admission::Permit;
 use crate::error::ApiError;
 use crate::metrics::OPENMETRICS_CONTENT_TYPE;
+use crate::pool::PoolError;
 use crate::predict::{top_k, PredictResponse};
 use crate::queue::{InferOutput, Pending};
 use crate::trace::{RequestSpan, SpanKind, SpanRecord, Tracer, Value};
@@ -198,15 +199,16 @@ fn json(status: StatusCode, body: String) -> HttpResponse {
 
 fn error_response(e: &ApiError, app: &App) -> HttpResponse {
     let mut r = json(e.status(), e.body(app.config.app.debug));
+    if let Some(secs) = e.retry_after() {
+        r.headers_mut()
+            .insert("retry-after", HeaderValue::from(secs));
+    }
     match e {
-        ApiError::QueueFull(_) | ApiError::Engine(engine::EngineError::Restarting(_)) => {
-            r.headers_mut()
-                .insert("retry-after", HeaderValue::from_static("1"));
-        }
         ApiError::Unauthorized => {
             r.headers_mut()
                 .insert("www-authenticate", HeaderValue::from_static("Bearer"));
         }
+        ApiError::Engine(engine::EngineError::ShutDown) => {}
         ApiError::Engine(err) => tracing::error!(error = %err, "batch failed"),
         _ => {}
     }
@@ -342,7 +344,13 @@ async fn classify(
         .decode
         .run(move || imaging::preprocess(&image, max_pixels))
         .await
-        .map_err(|_| ApiError::QueueFull(app.admission.limit()))??;
+        .map_err(|e| match e {
+            PoolError::Busy => ApiError::DecodeBusy,
+            PoolError::Panicked => {
+                tracing::error!("an image decoder panicked; the request gets 400");
+                ApiError::bad_request("invalid_image", "the image could not be decoded")
+            }
+        })??;
     let (tx, rx) = oneshot::channel();
     let pending = Pending {
         image: pre.pixels,

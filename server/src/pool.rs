@@ -14,10 +14,16 @@ pub struct BlockingPool {
     threads: Vec<JoinHandle<()>>,
 }
 
-/// The pool's queue is full or the pool is shut down.
-#[derive(Debug, thiserror::Error)]
-#[error("the decode pool is saturated or stopped")]
-pub struct PoolBusy;
+/// Why a task did not produce a result.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PoolError {
+    /// The queue is full, or the pool is shut down.
+    #[error("the decode pool is saturated or stopped")]
+    Busy,
+    /// The task panicked (its worker carries on).
+    #[error("the task panicked")]
+    Panicked,
+}
 
 impl BlockingPool {
     /// `threads` workers named `{name}-N`, with room for `queue` waiting tasks.
@@ -30,7 +36,9 @@ impl BlockingPool {
                     .name(format!("{name}-{i}"))
                     .spawn(move || {
                         for task in rx {
-                            task();
+                            // A panicking task (a decoder bug on a hostile image) costs its own
+                            // request only: the worker lives on, the caller sees Panicked.
+                            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(task));
                         }
                     })
             })
@@ -46,18 +54,18 @@ impl BlockingPool {
     pub async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, PoolBusy> {
+    ) -> Result<T, PoolError> {
         let (tx, rx) = oneshot::channel();
         let task: Task = Box::new(move || {
             if !tx.is_closed() {
                 let _ = tx.send(f());
             }
         });
-        let sender = self.tx.as_ref().ok_or(PoolBusy)?;
+        let sender = self.tx.as_ref().ok_or(PoolError::Busy)?;
         sender.try_send(task).map_err(|e| match e {
-            TrySendError::Full(_) | TrySendError::Disconnected(_) => PoolBusy,
+            TrySendError::Full(_) | TrySendError::Disconnected(_) => PoolError::Busy,
         })?;
-        rx.await.map_err(|_| PoolBusy)
+        rx.await.map_err(|_| PoolError::Panicked)
     }
 }
 
@@ -104,5 +112,14 @@ mod tests {
         release.send(()).unwrap();
         assert!(busy.await.unwrap().is_ok());
         assert_eq!(queued.await.unwrap().unwrap(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_task_fails_alone_and_the_worker_lives_on() {
+        let pool = BlockingPool::new("p", 1, 1).unwrap();
+        let r = pool.run(|| -> u32 { panic!("injected decoder bug") }).await;
+        assert_eq!(r, Err(PoolError::Panicked));
+        let next = tokio::time::timeout(std::time::Duration::from_secs(5), pool.run(|| 7)).await;
+        assert_eq!(next.expect("the one worker still runs tasks"), Ok(7));
     }
 }
