@@ -50,8 +50,27 @@ pub struct HttpConfig {
     pub request_timeout: Duration,
     /// `GRACEFUL_SHUTDOWN_TIMEOUT`: time to drain after SIGTERM.
     pub graceful_shutdown_timeout: Duration,
-    /// `API_KEYS`: accepted keys for `/predict`; empty means no authentication.
-    pub api_keys: Vec<String>,
+    /// `API_KEYS`: accepted keys for `/predict`; empty means no authentication. Redacted in
+    /// `Debug`.
+    pub api_keys: Redacted<Vec<String>>,
+}
+
+/// A secret (API keys, OTLP auth headers): used like the value it holds, but its `Debug` says
+/// only how many there are, so a `?config` log line cannot leak it.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Redacted<T>(pub T);
+
+impl<T> std::ops::Deref for Redacted<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<E> std::fmt::Debug for Redacted<Vec<E>> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<{} redacted>", self.0.len())
+    }
 }
 
 /// Where the engine runs.
@@ -232,13 +251,13 @@ impl Config {
                 max_image_pixels: env.number("MAX_IMAGE_PIXELS", 40_000_000, 1)?,
                 request_timeout: env.seconds("REQUEST_TIMEOUT", 30.0)?,
                 graceful_shutdown_timeout: env.seconds("GRACEFUL_SHUTDOWN_TIMEOUT", 30.0)?,
-                api_keys: env.get("API_KEYS").map_or_else(Vec::new, |s| {
+                api_keys: Redacted(env.get("API_KEYS").map_or_else(Vec::new, |s| {
                     s.split(',')
                         .map(str::trim)
                         .filter(|k| !k.is_empty())
                         .map(String::from)
                         .collect()
-                }),
+                })),
             },
             batching: BatchConfig {
                 max_batch_size: env.parse("MAX_BATCH_SIZE", 8, |s| {
@@ -378,7 +397,7 @@ mod tests {
             c.http.graceful_shutdown_timeout,
             Duration::from_millis(2500)
         );
-        assert_eq!(c.http.api_keys, vec!["a", "b"]);
+        assert_eq!(*c.http.api_keys, vec!["a", "b"]);
     }
 
     #[test]

@@ -89,7 +89,7 @@ pub(super) fn trace_config<F: Fn(&str) -> Option<String>>(
     Ok(TraceConfig {
         enabled: env.flag("ENABLE_TRACING", false)? && !disabled_sdk && !exporter_none,
         endpoint,
-        headers: env.parse("OTEL_EXPORTER_OTLP_HEADERS", Vec::new(), pairs)?,
+        headers: super::Redacted(env.parse("OTEL_EXPORTER_OTLP_HEADERS", Vec::new(), pairs)?),
         timeout: millis(env, "OTEL_EXPORTER_OTLP_TIMEOUT", 10_000)?,
         sampler,
         resource,

@@ -231,7 +231,7 @@ mod tests {
         TraceConfig {
             enabled: true,
             endpoint: Endpoint::parse(&format!("http://127.0.0.1:{port}"), true).unwrap(),
-            headers: vec![("x-team".into(), "ml".into())],
+            headers: crate::config::Redacted(vec![("x-team".into(), "ml".into())]),
             timeout: Duration::from_millis(500),
             sampler: Sampler::ParentBased(Root::AlwaysOn),
             resource: vec![("service.name".into(), "gw".into())],

@@ -38,8 +38,8 @@ pub struct TraceConfig {
     /// The traces URL: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, or `OTEL_EXPORTER_OTLP_ENDPOINT`
     /// + `/v1/traces`, default `http://localhost:4318/v1/traces`.
     pub endpoint: Endpoint,
-    /// `OTEL_EXPORTER_OTLP_HEADERS` (`k=v,k=v`).
-    pub headers: Vec<(String, String)>,
+    /// `OTEL_EXPORTER_OTLP_HEADERS` (`k=v,k=v`; auth tokens: redacted in `Debug`).
+    pub headers: crate::config::Redacted<Vec<(String, String)>>,
     /// `OTEL_EXPORTER_OTLP_TIMEOUT` (ms; default 10 s).
     pub timeout: Duration,
     /// `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG`.
