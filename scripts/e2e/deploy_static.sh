@@ -21,6 +21,9 @@ for dir in deploy/k8s/overlays/development deploy/k8s/overlays/staging deploy/k8
   kubernetes-validate --strict -k 1.30.0 --quiet "$out/$name.yaml"
 done
 
+step "every \$(VAR) in a container's env refers to a variable defined before it"
+python3 scripts/e2e/check_env_refs.py "$out"/*.yaml
+
 step "custom resources against their CRD types (unknown fields rejected)"
 (cd deploy/crd-check && cargo build -q --locked)
 deploy/crd-check/target/debug/crd-check "$out"/*.yaml
