@@ -54,10 +54,25 @@ pub struct BatcherConfig {
     /// How long a batch may grow while every lane is busy, or while an idle lane waits for
     /// admitted images that are still being decoded.
     pub max_delay: Duration,
+    /// Test seam: called with each batch's number before it starts.
+    pub fault: Option<crate::serve::BatcherFault>,
+}
+
+/// Sets its flag if the batcher thread unwinds: the server then fails `/health` (the process
+/// cannot serve without its batcher) instead of answering every request 503 while looking ready.
+struct DeathWatch(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for DeathWatch {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.store(true, std::sync::atomic::Ordering::Release);
+            tracing::error!("the batcher thread died; the process must be restarted");
+        }
+    }
 }
 
 /// Starts the batcher thread. It runs until `requests` is closed and everything queued has been
-/// answered, then shuts the lanes down.
+/// answered, then shuts the lanes down. The flag returned turns true if the thread dies.
 pub fn spawn(
     config: BatcherConfig,
     lanes: Lanes,
@@ -65,7 +80,10 @@ pub fn spawn(
     requests: Receiver<Pending>,
     admission: Arc<Admission>,
     telemetry: Telemetry,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
+) -> std::io::Result<(
+    std::thread::JoinHandle<()>,
+    Arc<std::sync::atomic::AtomicBool>,
+)> {
     let total: usize = buffers.iter().map(Vec::len).sum();
     let (done_tx, done_rx) = bounded(total.max(1));
     let state = buffers
@@ -86,13 +104,18 @@ pub fn spawn(
         metrics: telemetry.metrics,
         tracer: telemetry.tracer,
         device: telemetry.device,
+        started: 0,
     };
-    std::thread::Builder::new()
+    let died = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watch = DeathWatch(died.clone());
+    let thread = std::thread::Builder::new()
         .name("batcher".into())
         .spawn(move || {
+            let _watch = watch;
             b.run(requests, done_rx);
             b.lanes.shutdown();
-        })
+        })?;
+    Ok((thread, died))
 }
 
 struct Batcher {
@@ -106,6 +129,8 @@ struct Batcher {
     metrics: Metrics,
     tracer: Tracer,
     device: Arc<str>,
+    /// Batches started so far.
+    started: usize,
 }
 
 impl Batcher {
@@ -196,6 +221,10 @@ impl Batcher {
     }
 
     fn submit(&mut self, lane: usize, batch: Vec<Pending>, now: Instant) {
+        self.started += 1;
+        if let Some(fault) = &self.config.fault {
+            fault(self.started);
+        }
         let mut buffer = self.state[lane]
             .buffers
             .pop()
@@ -338,6 +367,7 @@ mod tests {
         BatcherConfig {
             max_batch: 8,
             max_delay: 5 * MS,
+            fault: None,
         }
     }
 

@@ -54,6 +54,8 @@ pub(crate) struct Pipeline {
     labels: &'static [&'static str],
     /// Whether every engine lane can run batches.
     health: Arc<engine::Health>,
+    /// Set if the batcher thread died.
+    batcher_died: Arc<AtomicBool>,
 }
 
 /// State shared by every connection.
@@ -109,14 +111,17 @@ impl App {
     /// Alive: every engine lane thread is running (a dead one needs a process restart, which
     /// a liveness probe failing on 503 brings about).
     fn alive(&self) -> Result<(), ApiError> {
-        let dead = self
-            .pipeline
-            .read()
-            .as_ref()
-            .is_some_and(|p| p.health.any_dead());
-        if dead {
+        let Some(p) = self.pipeline.read().clone() else {
+            return Ok(());
+        };
+        if p.health.any_dead() {
             return Err(ApiError::NotReady(
                 "an engine lane died or lost its GPU; restart the process",
+            ));
+        }
+        if p.batcher_died.load(Ordering::Acquire) {
+            return Err(ApiError::NotReady(
+                "the batcher thread died; restart the process",
             ));
         }
         Ok(())
@@ -124,6 +129,7 @@ impl App {
 
     /// Ready: loaded, warmed up, not draining, and every engine lane up.
     fn ready(&self) -> Result<(), ApiError> {
+        self.alive()?;
         let pipeline = self.pipeline()?;
         if !pipeline.health.all_up() {
             return Err(ApiError::NotReady("an engine lane is restarting"));

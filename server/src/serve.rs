@@ -46,11 +46,17 @@ pub type BackendWrapper = Arc<
     dyn Fn(usize, Box<dyn Backend>) -> Result<Box<dyn Backend>, engine::EngineError> + Send + Sync,
 >;
 
+/// Called by the batcher thread with the number of each batch it starts (fault-injection
+/// tests: a panic here kills the batcher thread).
+pub type BatcherFault = Arc<dyn Fn(usize) + Send + Sync>;
+
 /// Seams for tests of [`run_with`]; [`run`] uses none.
 #[derive(Clone, Default)]
 pub struct Hooks {
     /// Wraps every backend a lane builds (at start and after a failure).
     pub wrap_backend: Option<BackendWrapper>,
+    /// Runs in the batcher thread before each batch starts.
+    pub batcher_fault: Option<BatcherFault>,
 }
 
 /// Serves on `listener` until `shutdown` resolves, then drains and stops.
@@ -252,13 +258,15 @@ fn start_pipeline(app: &App) -> Result<(Pipeline, JoinHandle<()>), ServeError> {
     let config = BatcherConfig {
         max_batch,
         max_delay: app.config.batching.max_batch_delay,
+        fault: app.hooks.batcher_fault.clone(),
     };
     let telemetry = batcher::Telemetry {
         metrics: app.metrics.clone(),
         tracer: app.tracer.clone(),
         device: mc.device.to_string().into(),
     };
-    let thread = batcher::spawn(config, lanes, buffers, rx, app.admission.clone(), telemetry)?;
+    let (thread, batcher_died) =
+        batcher::spawn(config, lanes, buffers, rx, app.admission.clone(), telemetry)?;
     let version = match model.origin {
         "builtin" => format!("builtin-seed{}-v{}", mc.seed, models::GENERATOR_VERSION),
         _ => model
@@ -296,6 +304,7 @@ fn start_pipeline(app: &App) -> Result<(Pipeline, JoinHandle<()>), ServeError> {
             classes,
             labels,
             health,
+            batcher_died,
         },
         thread,
     ))

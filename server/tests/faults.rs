@@ -90,6 +90,7 @@ fn faulty_counted(
                 delay,
             }) as Box<dyn Backend>)
         })),
+        ..Default::default()
     }
 }
 
@@ -248,5 +249,34 @@ async fn a_client_that_leaves_is_dropped_before_compute() {
         "only the two requests whose clients waited were computed"
     );
     assert_eq!(cancelled, 3.0);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_batcher_fails_health_so_the_pod_restarts() {
+    let hooks = gateway::Hooks {
+        batcher_fault: Some(Arc::new(|batch| {
+            assert!(batch < 2, "injected batcher panic");
+        })),
+        ..Default::default()
+    };
+    let server = TestServer::start_with(&[], hooks).await;
+    assert_eq!(predict(&server).await.status, 200, "batch 1 is served");
+    assert_eq!(server.get("/health").await.unwrap().status, 200);
+    let r = predict(&server).await; // batch 2 kills the batcher thread
+    assert_eq!(
+        r.status,
+        503,
+        "the request in flight is answered: {}",
+        error_code(&r)
+    );
+    let health = server.get("/health").await.unwrap();
+    assert_eq!(health.status, 503, "liveness fails");
+    assert!(String::from_utf8_lossy(&health.body).contains("batcher"));
+    assert_eq!(
+        server.get("/ready").await.unwrap().status,
+        503,
+        "and readiness"
+    );
     server.stop().await.unwrap();
 }
