@@ -154,6 +154,9 @@ fn finish(app: &App, span: &RequestSpan, d: Done<'_>) {
         latency_ms = elapsed.as_micros() as f64 / 1e3, // whole µs: 0.723, not 0.72334999…
         "request"
     );
+    if let Some(hook) = &app.hooks.on_response {
+        hook(d.route, status);
+    }
 }
 
 /// `METHOD route`, static for the routes and methods that carry traffic.

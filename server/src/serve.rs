@@ -57,6 +57,9 @@ pub struct Hooks {
     pub wrap_backend: Option<BackendWrapper>,
     /// Runs in the batcher thread before each batch starts.
     pub batcher_fault: Option<BatcherFault>,
+    /// Told `(route, status)` of every response the server produces, as it is logged (tests
+    /// count accepted requests exactly with it).
+    pub on_response: Option<Arc<dyn Fn(&'static str, u16) + Send + Sync>>,
 }
 
 /// Serves on `listener` until `shutdown` resolves, then drains and stops.

@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{predict_multipart, request, TestServer};
@@ -55,10 +56,26 @@ async fn surplus_gets_429_quickly_while_accepted_requests_complete() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_under_load_answers_every_accepted_request() {
-    let mut server = TestServer::start(&[
-        ("MAX_QUEUE_SIZE", "64"),
-        ("GRACEFUL_SHUTDOWN_TIMEOUT", "20"),
-    ])
+    // The server's own count of /predict answers: every one must reach its client.
+    let answered = Arc::new(Mutex::new(Vec::new()));
+    let hooks = gateway::Hooks {
+        on_response: Some(Arc::new({
+            let answered = answered.clone();
+            move |route, status| {
+                if route == "/predict" {
+                    answered.lock().unwrap().push(status);
+                }
+            }
+        })),
+        ..Default::default()
+    };
+    let mut server = TestServer::start_with(
+        &[
+            ("MAX_QUEUE_SIZE", "64"),
+            ("GRACEFUL_SHUTDOWN_TIMEOUT", "20"),
+        ],
+        hooks,
+    )
     .await;
     let img = std::fs::read(common::images("good").join("progressive-cat.jpg")).unwrap();
     let addr = server.addr;
@@ -94,6 +111,13 @@ async fn shutdown_under_load_answers_every_accepted_request() {
         "shutdown: {ok} answered 200, {refused} never accepted, stopped in {:?}",
         stop_at.elapsed()
     );
+    let served = answered.lock().unwrap().clone();
+    assert_eq!(
+        served.len(),
+        ok,
+        "the server answered {served:?}, its clients received {ok}: an accepted request was lost"
+    );
+    assert!(served.iter().all(|s| *s == 200), "{served:?}");
     assert!(
         ok >= 8,
         "requests in flight at SIGTERM were answered ({ok})"

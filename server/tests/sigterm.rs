@@ -66,6 +66,20 @@ async fn sigterm_drains_and_exits_cleanly() {
     let exit = child.wait().unwrap();
     let logs = drain.join().unwrap();
     assert!(exit.success(), "exit status {exit:?}");
+    // The server's access log names every /predict it answered: each must have reached its
+    // client (a transport error counts as "never accepted" only if the server never answered).
+    let served: Vec<u64> = logs
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["message"] == "request" && v["route"] == "/predict")
+        .filter_map(|v| v["status"].as_u64())
+        .collect();
+    assert_eq!(
+        served.len(),
+        answered,
+        "server answered {served:?}, clients got {answered}"
+    );
+    assert!(served.iter().all(|s| *s == 200), "{served:?}");
     assert!(answered >= 6, "only {answered} of 12 answered");
     assert!(
         logs.iter().any(|l| l.contains("shutting down")),
