@@ -4,10 +4,32 @@ mod common;
 
 use common::{error_code, files, request, TestServer};
 
+/// `tests/data/golden-top1.tsv`: file → (class id, probability) of the built-in model.
+fn golden() -> std::collections::HashMap<String, (u64, f64)> {
+    let text = std::fs::read_to_string(common::repo().join("server/tests/data/golden-top1.tsv"))
+        .expect("golden answers");
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (
+                f[0].to_string(),
+                (f[1].parse().unwrap(), f[2].parse().unwrap()),
+            )
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_test_image_gets_the_right_answer_and_the_server_keeps_serving() {
     let server = TestServer::start(&[]).await;
     let canary = common::images("good").join("ijg-testorig.jpg");
+    let golden = golden();
+    assert_eq!(
+        golden.len(),
+        files("good").len(),
+        "a golden answer per good image"
+    );
     for path in files("good") {
         let r = server.predict_file(&path, "").await.unwrap();
         assert_eq!(
@@ -34,6 +56,13 @@ async fn every_test_image_gets_the_right_answer_and_the_server_keeps_serving() {
             .as_str()
             .is_some_and(|l| !l.is_empty()));
         assert!(r.headers.contains_key("x-request-id"));
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let (class, probability) = golden[&name];
+        assert_eq!(preds[0].0, class, "{name}: top-1 {preds:?}");
+        assert!(
+            (preds[0].1 - probability).abs() < 1e-3,
+            "{name}: {preds:?} vs {probability}"
+        );
     }
     for path in files("unsupported") {
         let r = server.predict_file(&path, "").await.unwrap();
