@@ -69,6 +69,14 @@ impl BlockingPool {
     }
 }
 
+impl BlockingPool {
+    /// Tasks waiting for a worker (tests synchronise on it instead of sleeping).
+    #[cfg(test)]
+    fn queued(&self) -> usize {
+        self.tx.as_ref().map_or(0, Sender::len)
+    }
+}
+
 impl Drop for BlockingPool {
     fn drop(&mut self) {
         self.tx.take();
@@ -104,7 +112,9 @@ mod tests {
             let pool = pool.clone();
             async move { pool.run(|| 1).await }
         });
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        while pool.queued() < 1 {
+            tokio::task::yield_now().await; // the second task is in the queue, not sleeping on it
+        }
         assert!(
             pool.run(|| 3).await.is_err(),
             "a third task must be refused"
