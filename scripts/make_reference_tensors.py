@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """Writes the Pillow reference inputs the preprocessing test compares against.
 
-For each good JPEG under ../shared/testdata/images/good: open with Pillow, apply the EXIF
-orientation (ImageOps.exif_transpose), convert to RGB, then torchvision's Resize(256) +
-CenterCrop(224) on a PIL image, written out inline so torchvision is not needed:
+For each good image under ../shared/testdata/images/good (every format), and the TIFF samples
+under server/tests/data/tiff: open with Pillow, apply the EXIF orientation
+(ImageOps.exif_transpose), convert to RGB (saved as NAME.rgb.npy: the decoded image), then
+torchvision's Resize(256) + CenterCrop(224) on a PIL image, written out inline so torchvision is
+not needed (saved as NAME.npy):
   - Resize: shorter side 256, longer int(256 * long / short), Image.BILINEAR (antialiased).
   - CenterCrop: top/left = int(round((size - 224) / 2)).
-The u8 HWC crop is saved as .npy (uint8, 224x224x3, ~150 KB each); the test normalises both sides
-with the ImageNet mean/std, so comparing these is comparing the input tensors.
+Both are uint8 HWC .npy files; the preprocessing test compares the server's bytes with them.
 
 Usage: python3 -m pip install pillow numpy && python3 scripts/make_reference_tensors.py
 """
@@ -35,13 +36,18 @@ def torchvision_resize_crop(img: Image.Image) -> np.ndarray:
 
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
-    for path in sorted(SRC.glob("*.jp*g")):
+    tiffs = ROOT / "server/tests/data/tiff"
+    paths = sorted(p for p in SRC.iterdir() if p.is_file())
+    paths += sorted(tiffs.glob("*.tif")) if tiffs.is_dir() else []
+    for path in paths:
         with Image.open(path) as img:
+            mode = img.mode
             rgb = ImageOps.exif_transpose(img).convert("RGB")
             crop = torchvision_resize_crop(rgb)
         assert crop.shape == (224, 224, 3), crop.shape
+        np.save(OUT / f"{path.name}.rgb.npy", np.asarray(rgb, dtype=np.uint8))
         np.save(OUT / f"{path.name}.npy", crop)
-        print(f"{path.name}: {img.size} -> {crop.shape}")
+        print(f"{path.name}: {mode} {img.size} -> {crop.shape}")
 
 
 if __name__ == "__main__":

@@ -9,10 +9,10 @@ use bytes::Bytes;
 use common::{request, TestServer};
 // The official OTLP protobuf types (opentelemetry-proto), not the exporter's own structs: what
 // the server sends must decode as the specification defines it.
+use http_body_util::{BodyExt, Full};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value;
 use opentelemetry_proto::tonic::trace::v1::Span;
-use http_body_util::{BodyExt, Full};
 use parking_lot::Mutex;
 use prost::Message as _;
 

@@ -1,8 +1,10 @@
 //! JPEG specifics: a marker scan that reads the frame header before any pixel is decoded
-//! (size, precision, arithmetic coding, EXIF), and the two decoders we route between.
+//! (size, precision, arithmetic coding, EXIF, Adobe), and the decoder: libjpeg-turbo's (through
+//! mozjpeg-sys) with the islow IDCT and fancy upsampling, which is what Pillow decodes with, so
+//! the pixels are Pillow's byte for byte (tested against references Pillow wrote).
 
 use image::RgbImage;
-use zune_core::{bytestream::ZCursor, colorspace::ColorSpace, options::DecoderOptions};
+use mozjpeg::ColorSpace;
 
 use super::DecodeError;
 
@@ -15,12 +17,14 @@ pub struct JpegInfo<'a> {
     pub height: u32,
     /// Bits per sample (8, or 12 for extended JPEG).
     pub precision: u8,
-    /// Arithmetic-coded (SOF9–SOF11), which zune-jpeg does not decode.
+    /// Arithmetic-coded (SOF9–SOF11).
     pub arithmetic: bool,
     /// Lossless or hierarchical, which no decoder here supports.
     pub exotic: Option<&'static str>,
     /// The EXIF payload (TIFF header onwards), when present.
     pub exif: Option<&'a [u8]>,
+    /// An Adobe APP14 segment is present (its CMYK samples are stored inverted).
+    pub adobe: bool,
 }
 
 /// Walks the markers up to the first scan.
@@ -29,7 +33,7 @@ pub fn scan(b: &[u8]) -> Result<JpegInfo<'_>, DecodeError> {
     if b.len() < 4 || b[0] != 0xFF || b[1] != 0xD8 {
         return Err(corrupt("missing start-of-image marker"));
     }
-    let (mut i, mut exif, mut frame) = (2usize, None, None);
+    let (mut i, mut exif, mut frame, mut adobe) = (2usize, None, None, false);
     while i + 4 <= b.len() {
         if b[i] != 0xFF {
             return Err(corrupt("garbage between segments"));
@@ -51,6 +55,7 @@ pub fn scan(b: &[u8]) -> Result<JpegInfo<'_>, DecodeError> {
         match marker {
             0xDA => break,
             0xE1 if seg.starts_with(b"Exif\0\0") => exif = Some(&seg[6..]),
+            0xEE if seg.starts_with(b"Adobe") => adobe = true,
             0xC0..=0xCF if ![0xC4, 0xC8, 0xCC].contains(&marker) => {
                 if seg.len() < 6 {
                     return Err(corrupt("short frame header"));
@@ -75,6 +80,7 @@ pub fn scan(b: &[u8]) -> Result<JpegInfo<'_>, DecodeError> {
         arithmetic: (0xC9..=0xCF).contains(&marker),
         exotic,
         exif,
+        adobe,
     })
 }
 
@@ -82,39 +88,34 @@ fn be16(b: &[u8]) -> u16 {
     u16::from_be_bytes([b[0], b[1]])
 }
 
-/// Huffman-coded 8-bit JPEG through zune-jpeg in strict mode (truncated data is an error).
-pub fn decode_huffman(bytes: &[u8], info: &JpegInfo<'_>) -> Result<RgbImage, DecodeError> {
-    let options = DecoderOptions::default()
-        .set_strict_mode(true)
-        .set_max_width(info.width as usize)
-        .set_max_height(info.height as usize)
-        .jpeg_set_out_colorspace(ColorSpace::RGB);
-    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
-    let pixels = decoder
-        .decode()
-        .map_err(|e| DecodeError::Corrupt(format!("JPEG: {e}")))?;
-    let (w, h) = decoder
-        .dimensions()
-        .ok_or_else(|| DecodeError::Corrupt("JPEG: no dimensions after decoding".into()))?;
-    RgbImage::from_raw(w as u32, h as u32, pixels)
-        .ok_or_else(|| DecodeError::Corrupt("JPEG: decoder returned a short pixel buffer".into()))
-}
-
-/// Arithmetic-coded JPEG through libjpeg (mozjpeg, built with `arith_dec`). libjpeg reports
-/// errors by unwinding; they are caught here. It pads truncated scans with grey, so a file
-/// without its end-of-image marker is refused first.
-pub fn decode_arithmetic(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
+/// Decodes with libjpeg-turbo: islow IDCT and fancy upsampling (its defaults, and Pillow's),
+/// baseline, progressive or arithmetic-coded; grey is replicated to RGB; CMYK and YCCK are turned
+/// into RGB exactly as Pillow's `convert("RGB")` does. A file without its end-of-image marker is
+/// refused as truncated (libjpeg would pad it with grey).
+pub fn decode(bytes: &[u8], info: &JpegInfo<'_>) -> Result<RgbImage, DecodeError> {
     if !has_end_marker(bytes) {
         return Err(DecodeError::Corrupt(
             "JPEG: truncated (no end-of-image marker)".into(),
         ));
     }
+    let adobe = info.adobe;
     let run = || -> std::io::Result<RgbImage> {
-        let mut rgb = mozjpeg::Decompress::new_mem(bytes)?.rgb()?;
-        let (w, h) = (rgb.width() as u32, rgb.height() as u32);
-        let pixels: Vec<[u8; 3]> = rgb.read_scanlines()?;
-        rgb.finish()?;
-        let flat = pixels.into_iter().flatten().collect();
+        let mut d = mozjpeg::Decompress::new_mem(bytes)?;
+        d.dct_method(mozjpeg::DctMethod::IntegerSlow);
+        d.do_fancy_upsampling(true);
+        let cmyk = matches!(d.color_space(), ColorSpace::JCS_CMYK | ColorSpace::JCS_YCCK);
+        let (w, h) = (d.width() as u32, d.height() as u32);
+        let flat = if cmyk {
+            let mut started = d.to_colorspace(ColorSpace::JCS_CMYK)?;
+            let px: Vec<[u8; 4]> = started.read_scanlines()?;
+            started.finish()?;
+            px.iter().flat_map(|p| cmyk_to_rgb(*p, adobe)).collect()
+        } else {
+            let mut started = d.rgb()?;
+            let px: Vec<[u8; 3]> = started.read_scanlines()?;
+            started.finish()?;
+            px.into_iter().flatten().collect()
+        };
         RgbImage::from_raw(w, h, flat).ok_or_else(|| std::io::Error::other("short pixel buffer"))
     };
     match std::panic::catch_unwind(run) {
@@ -124,6 +125,18 @@ pub fn decode_arithmetic(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
             "JPEG: libjpeg rejected the data".into(),
         )),
     }
+}
+
+/// Pillow's CMYK → RGB (`cmyk2rgb` in its Convert.c) on what libjpeg returns; an Adobe file's
+/// samples are stored inverted, and Pillow reads them with the raw mode `CMYK;I`.
+fn cmyk_to_rgb(p: [u8; 4], adobe: bool) -> [u8; 3] {
+    let p = if adobe { p.map(|v| 255 - v) } else { p };
+    let nk = 255 - u32::from(p[3]);
+    let muldiv255 = |a: u32, b: u32| {
+        let t = a * b + 128;
+        ((t >> 8) + t) >> 8
+    };
+    std::array::from_fn(|i| nk.saturating_sub(muldiv255(u32::from(p[i]), nk)) as u8)
 }
 
 fn has_end_marker(bytes: &[u8]) -> bool {
