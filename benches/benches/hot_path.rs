@@ -1,0 +1,104 @@
+//! The hot path of `/predict`, one stage per benchmark group, on the project's test images.
+
+// criterion's macros define undocumented public items.
+#![allow(missing_docs)]
+
+use std::hint::black_box;
+use std::path::PathBuf;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+
+fn image(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/testdata/images/good")
+        .join(name);
+    std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (shared/ beside the repo)", path.display()))
+}
+
+fn decode(c: &mut Criterion) {
+    let mut g = c.benchmark_group("decode");
+    for name in [
+        "ijg-testorig.jpg",
+        "progressive-cat.jpg",
+        "png-interlaced.png",
+        "webp-lossy-alpha.webp",
+    ] {
+        let bytes = image(name);
+        g.bench_with_input(BenchmarkId::from_parameter(name), &bytes, |b, bytes| {
+            b.iter(|| gateway::imaging::decode_rgb(black_box(bytes), 40_000_000).unwrap())
+        });
+    }
+    g.finish();
+}
+
+fn resize(c: &mut Criterion) {
+    let mut g = c.benchmark_group("resize_crop");
+    for (w, h) in [(320usize, 240usize), (1280, 960), (4032, 3024)] {
+        let src: Vec<u8> = (0..w * h * 3).map(|i| (i * 31 % 251) as u8).collect();
+        g.throughput(Throughput::Elements((w * h) as u64));
+        g.bench_with_input(
+            BenchmarkId::from_parameter(format!("{w}x{h}")),
+            &src,
+            |b, src| {
+                b.iter(|| {
+                    gateway::imaging::resize::resize_centre_crop(black_box(src), w, h, 256, 224)
+                })
+            },
+        );
+    }
+    g.finish();
+}
+
+fn normalise(c: &mut Criterion) {
+    let mut g = c.benchmark_group("normalise");
+    for n in [1usize, 8] {
+        let mut batch = engine::BatchBuffer::new(n);
+        for img in models::varied_images(3, n) {
+            assert!(batch.push(&img));
+        }
+        let mut out = Vec::new();
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function(BenchmarkId::from_parameter(n), |b| {
+            b.iter(|| models::IMAGENET_NORMALIZATION.to_nchw(black_box(&batch), &mut out))
+        });
+    }
+    g.finish();
+}
+
+fn multipart(c: &mut Criterion) {
+    let jpeg = image("progressive-cat.jpg");
+    let boundary = "----benchboundary7MA4YWxkTrZu0gW";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"cat.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(&jpeg);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let body = bytes::Bytes::from(body);
+    let kind =
+        gateway::intake::body_kind(&format!("multipart/form-data; boundary={boundary}")).unwrap();
+    c.bench_function("multipart_intake", |b| {
+        b.iter(|| gateway::intake::image_bytes(black_box(body.clone()), &kind).unwrap())
+    });
+}
+
+fn answer(c: &mut Criterion) {
+    let logits: Vec<f32> = (0..1000)
+        .map(|i| ((i * 7919) % 1000) as f32 / 100.0 - 5.0)
+        .collect();
+    let labels = models::imagenet_labels();
+    c.bench_function("top5_and_json", |b| {
+        b.iter(|| {
+            let predictions = gateway::predict::top_k(black_box(&logits), 5, labels);
+            serde_json::to_vec(&gateway::predict::PredictResponse {
+                model: "resnet50",
+                predictions,
+            })
+            .unwrap()
+        })
+    });
+}
+
+criterion_group!(hot_path, decode, resize, normalise, multipart, answer);
+criterion_main!(hot_path);
