@@ -2,7 +2,7 @@
 """Writes the Pillow reference inputs the preprocessing test compares against.
 
 For each good image under ../shared/testdata/images/good (every format), and the TIFF samples
-under server/tests/data/tiff: open with Pillow, apply the EXIF orientation
+under server/tests/data/tiff, and the large photos under server/tests/data/large: open with Pillow, apply the EXIF orientation
 (ImageOps.exif_transpose), convert to RGB (saved as NAME.rgb.npy: the decoded image), then
 torchvision's Resize(256) + CenterCrop(224) on a PIL image, written out inline so torchvision is
 not needed (saved as NAME.npy):
@@ -39,13 +39,15 @@ def main() -> None:
     tiffs = ROOT / "server/tests/data/tiff"
     paths = sorted(p for p in SRC.iterdir() if p.is_file())
     paths += sorted(tiffs.glob("*.tif")) if tiffs.is_dir() else []
-    for path in paths:
+    large = sorted((ROOT / "server/tests/data/large").glob("*.jpg"))
+    for path in paths + large:
         with Image.open(path) as img:
             mode = img.mode
             rgb = ImageOps.exif_transpose(img).convert("RGB")
             crop = torchvision_resize_crop(rgb)
         assert crop.shape == (224, 224, 3), crop.shape
-        np.save(OUT / f"{path.name}.rgb.npy", np.asarray(rgb, dtype=np.uint8))
+        if path not in large:  # the decoded large images would be megabytes: crops only
+            np.save(OUT / f"{path.name}.rgb.npy", np.asarray(rgb, dtype=np.uint8))
         np.save(OUT / f"{path.name}.npy", crop)
         print(f"{path.name}: {mode} {img.size} -> {crop.shape}")
 

@@ -119,3 +119,24 @@ fn sixteen_bit_grey_is_scaled_not_clipped() {
     };
     assert_eq!(decode("grey16.tif"), decode("grey8-packbits.tif"));
 }
+
+#[test]
+fn large_downscales_equal_pillow_byte_for_byte() {
+    // 2048×1536 and 1200×1800 photos: Resize(256) shrinks them 6–8×, where the antialiasing
+    // filter's support spans dozens of source pixels.
+    let refs = common::repo().join("server/tests/data/pillow");
+    let dir = common::repo().join("server/tests/data/large");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let (_, crop) = load_any_npy(&refs.join(format!("{name}.npy")));
+        let pixels = gateway::imaging::preprocess(&std::fs::read(&path).unwrap(), 40_000_000)
+            .unwrap()
+            .pixels;
+        let differing = pixels.iter().zip(&crop).filter(|(a, b)| a != b).count();
+        assert_eq!(differing, 0, "{name}: {differing} crop bytes differ from Pillow's");
+        n += 1;
+    }
+    assert_eq!(n, 2);
+}
