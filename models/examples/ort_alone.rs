@@ -2,7 +2,7 @@
 //!
 //! `cargo run --release -p models --example ort_alone -- MODEL.onnx [BATCH] [SECONDS] [THREADS] [SPIN]`
 //! prints images/s and the median batch latency, with the session settings the server uses by
-//! default ([`models::cpu_config`]: ONNX Runtime's own defaults, graph optimisation level 3).
+//! default ([`engine::CpuConfig::new`]: ONNX Runtime's own defaults, graph optimisation level 3).
 //! `SPIN` `false` turns intra-op spinning off, as `ENGINE_SPIN=false` does for the server.
 
 use std::time::{Duration, Instant};
@@ -21,7 +21,11 @@ fn main() {
     let dylib = std::env::var("ORT_DYLIB_PATH")
         .unwrap_or_else(|_| ".cache/onnxruntime/libonnxruntime.so".into());
     engine::init_onnx_runtime(dylib.as_ref()).expect("ONNX Runtime");
-    let mut config = models::cpu_config(ModelSource::File(model.into()), threads);
+    let mut config = engine::CpuConfig::new(
+        ModelSource::File(model.into()),
+        threads,
+        models::IMAGENET_NORMALIZATION,
+    );
     if let Some(spin) = args.get(4) {
         config.spinning = spin.parse().expect("SPIN: true or false");
     }

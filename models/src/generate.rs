@@ -71,7 +71,11 @@ fn calibration_features(
     threads: usize,
     seed: u64,
 ) -> Result<Vec<f32>, ModelError> {
-    let mut backend = CpuBackend::new(&crate::cpu_config(ModelSource::Bytes(model), threads))?;
+    let mut backend = CpuBackend::new(&engine::CpuConfig::new(
+        ModelSource::Bytes(model),
+        threads,
+        crate::IMAGENET_NORMALIZATION,
+    ))?;
     let images = synthetic::varied_images(seed.wrapping_add(1), CALIBRATION_IMAGES);
     let (mut features, mut out, mut timings) = (Vec::new(), Vec::new(), Vec::new());
     for chunk in images.chunks(CALIBRATION_BATCH) {

@@ -6,6 +6,9 @@ use prost::Message;
 use crate::onnx::{ModelProto, DT_FLOAT};
 use crate::ModelError;
 
+/// The input side the engine takes (engine::IMAGE_SIDE), as ONNX dims are typed.
+const SIDE: i64 = engine::IMAGE_SIDE as i64;
+
 /// What the server needs to know about a loaded model.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelSignature {
@@ -70,11 +73,11 @@ pub fn inspect(bytes: &[u8]) -> Result<ModelSignature, ModelError> {
     }
     let image_dims_ok = in_dims.len() == 4
         && in_dims[1] == Some(3)
-        && in_dims[2].is_none_or(|h| h == 224)
-        && in_dims[3].is_none_or(|w| w == 224);
+        && in_dims[2].is_none_or(|h| h == SIDE)
+        && in_dims[3].is_none_or(|w| w == SIDE);
     if !image_dims_ok {
         return Err(ModelError::Invalid(format!(
-            "input '{}' must be NCHW [N, 3, 224, 224], found {}",
+            "input '{}' must be NCHW [N, 3, {SIDE}, {SIDE}], found {}",
             input.name,
             show(&in_dims)
         )));

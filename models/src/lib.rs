@@ -31,26 +31,13 @@ pub use synthetic::varied_images;
 pub const NUM_CLASSES: usize = 1000;
 /// The shorter side is resized to this before the centre crop.
 pub const RESIZE_SHORTER_SIDE: u32 = 256;
-/// Side of the centre crop fed to the network.
-pub const CROP_SIDE: u32 = 224;
+/// Side of the centre crop fed to the network: the engine's input side, defined once there.
+pub const CROP_SIDE: u32 = engine::IMAGE_SIDE as u32;
 /// torchvision's ImageNet normalisation.
 pub const IMAGENET_NORMALIZATION: engine::Normalization = engine::Normalization {
     mean: [0.485, 0.456, 0.406],
     std: [0.229, 0.224, 0.225],
 };
-/// How this project runs a ResNet50 on the CPU: ImageNet normalisation, `threads` ONNX Runtime
-/// threads that spin between operators (ONNX Runtime's default). Spinning costs the decode
-/// threads less than it gains: on 2 cores under Poisson load at 13/s, the median p99 of four
-/// alternating rounds fell from 733 ms to 520 ms (`docs/benchmarks/README.md`).
-pub fn cpu_config(model: engine::ModelSource, threads: usize) -> engine::CpuConfig {
-    engine::CpuConfig {
-        model,
-        intra_threads: threads,
-        normalization: IMAGENET_NORMALIZATION,
-        spinning: true,
-    }
-}
-
 /// Seed of the built-in model unless the caller picks another.
 pub const DEFAULT_SEED: u64 = 50;
 

@@ -11,6 +11,8 @@ use crate::rng::Rng;
 /// Channels of the pooled feature vector that feeds the classifier.
 pub const FEATURES: usize = 2048;
 /// Blocks per stage.
+/// The input side (engine::IMAGE_SIDE) as an ONNX dimension.
+const SIDE: i64 = engine::IMAGE_SIDE as i64;
 const STAGES: [(usize, usize); 4] = [(3, 64), (4, 128), (6, 256), (3, 512)];
 /// Name of the network input.
 pub const INPUT: &str = "input";
@@ -266,7 +268,7 @@ impl Backbone {
             initializer,
             input: vec![ValueInfoProto::float_tensor(
                 INPUT,
-                &[batch, Dim::Fixed(3), Dim::Fixed(224), Dim::Fixed(224)],
+                &[batch, Dim::Fixed(3), Dim::Fixed(SIDE), Dim::Fixed(SIDE)],
             )],
             output: vec![ValueInfoProto::float_tensor(
                 output,

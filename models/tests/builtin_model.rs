@@ -84,7 +84,12 @@ fn same_seed_gives_the_same_bytes() {
 #[test]
 fn different_images_get_different_answers() {
     let (path, _) = builtin();
-    let mut backend = CpuBackend::new(&models::cpu_config(ModelSource::File(path), 2)).unwrap();
+    let mut backend = CpuBackend::new(&engine::CpuConfig::new(
+        ModelSource::File(path),
+        2,
+        models::IMAGENET_NORMALIZATION,
+    ))
+    .unwrap();
     // Not the calibration set: another seed.
     let images = models::varied_images(424_242, 32);
     let mut batch = BatchBuffer::new(images.len());

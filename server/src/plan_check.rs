@@ -267,9 +267,10 @@ pub fn run(config: &gateway::Config, args: &Args) -> anyhow::Result<()> {
     let prepared = Arc::new(PreparedModel::build(&net).map_err(anyhow::Error::msg)?);
     let batch = args.batch.max(1);
     let mut plan = PlanEngine::build(&args.device, prepared.clone(), batch, &mc.cache_dir, true)?;
-    let mut cpu = CpuBackend::new(&models::cpu_config(
+    let mut cpu = CpuBackend::new(&engine::CpuConfig::new(
         ModelSource::File(model.path.clone()),
         mc.engine_threads,
+        models::IMAGENET_NORMALIZATION,
     ))?;
     let inputs = inputs(args, config.http.max_image_pixels)?;
     let mut json = match &args.json {

@@ -191,7 +191,11 @@ fn backends(
         Device::Cpu => {
             let cpu = engine::CpuConfig {
                 spinning: mc.engine_spin,
-                ..models::cpu_config(ModelSource::File(model.path.clone()), mc.engine_threads)
+                ..engine::CpuConfig::new(
+                    ModelSource::File(model.path.clone()),
+                    mc.engine_threads,
+                    models::IMAGENET_NORMALIZATION,
+                )
             };
             let factory: BackendFactory =
                 Arc::new(move |_lane| Ok(Box::new(CpuBackend::new(&cpu)?) as Box<dyn Backend>));

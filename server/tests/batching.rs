@@ -29,7 +29,12 @@ fn same_image_alone_and_in_a_batch_of_8_agrees() {
         2,
     )
     .unwrap();
-    let mut backend = CpuBackend::new(&models::cpu_config(ModelSource::File(path), 2)).unwrap();
+    let mut backend = CpuBackend::new(&engine::CpuConfig::new(
+        ModelSource::File(path),
+        2,
+        models::IMAGENET_NORMALIZATION,
+    ))
+    .unwrap();
     let images: Vec<Vec<u8>> = files("good")
         .iter()
         .take(8)

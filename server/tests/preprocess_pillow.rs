@@ -135,7 +135,10 @@ fn large_downscales_equal_pillow_byte_for_byte() {
             .unwrap()
             .pixels;
         let differing = pixels.iter().zip(&crop).filter(|(a, b)| a != b).count();
-        assert_eq!(differing, 0, "{name}: {differing} crop bytes differ from Pillow's");
+        assert_eq!(
+            differing, 0,
+            "{name}: {differing} crop bytes differ from Pillow's"
+        );
         n += 1;
     }
     assert_eq!(n, 2);
