@@ -23,6 +23,7 @@ extern "C" __global__ void softmax_topk(
     float m = neg_inf();
     for (int c = t; c < classes; c += THREADS) {
         float v = x[c];
+        if (v != v) v = neg_inf(); // NaN ranks last, and every index stays in range
         row[c] = v;
         m = fmaxf(m, v);
     }
@@ -65,7 +66,7 @@ extern "C" __global__ void softmax_topk(
             __syncthreads();
         }
         if (t == 0) {
-            int best = red_i[0];
+            int best = red_i[0] < classes ? red_i[0] : 0;
             top_index[blockIdx.x * k + j] = best;
             top_prob[blockIdx.x * k + j] = expf(red_v[0] - mx) / total;
             row[best] = neg_inf();

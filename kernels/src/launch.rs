@@ -16,6 +16,9 @@ use cudarc::nvrtc::{result as nvrtc, sys as nvrtc_sys, Ptx};
 use crate::{Affine, KernelError, SOFTMAX_THREADS};
 
 const THREADS: u32 = 256;
+/// Most classes `softmax_topk` stages in shared memory: 48 KiB (the default limit of a block)
+/// less its own 2 KiB of reduction arrays, at 4 bytes a class.
+pub const MAX_TOPK_CLASSES: usize = (48 * 1024 - 2 * SOFTMAX_THREADS as usize * 4) / 4;
 
 /// A device buffer as a kernel sees it: its address and its length in bytes, borrowed for `'a`.
 #[derive(Clone, Copy, Debug)]
@@ -107,7 +110,11 @@ pub fn compile_cubin(name: &str, src: &str, arch: &str) -> Result<Vec<u8>, Kerne
     let src = CString::new(src).map_err(|e| fail(e.to_string()))?;
     let cname = CString::new(name).map_err(|e| fail(e.to_string()))?;
     let prog = nvrtc::create_program(&src, Some(&cname)).map_err(|e| fail(format!("{e:?}")))?;
-    let options = [format!("--gpu-architecture={arch}")];
+    // No FMA contraction: the kernels round as their CPU references do (x·s, then + b).
+    let options = [
+        format!("--gpu-architecture={arch}"),
+        "--fmad=false".to_string(),
+    ];
     // SAFETY: `prog` is the live program created above; each call below gets it and buffers
     // sized by NVRTC's own size queries; it is destroyed exactly once, at the end.
     unsafe {
@@ -182,6 +189,7 @@ impl Kernels {
                             src,
                             cudarc::nvrtc::CompileOptions {
                                 name: Some((*name).to_string()),
+                                fmad: Some(false),
                                 ..Default::default()
                             },
                         )
@@ -316,10 +324,10 @@ impl Kernels {
         (top_index, top_prob): (DevBuf<'_>, DevBuf<'_>),
     ) -> Result<(), KernelError> {
         const K: &str = "softmax_topk";
-        if classes == 0 || k == 0 || k > classes || classes > 12_000 {
+        if classes == 0 || k == 0 || k > classes || classes > MAX_TOPK_CLASSES {
             return Err(bad(
                 K,
-                format!("k {k} of {classes} classes (1 ≤ k ≤ classes ≤ 12000)"),
+                format!("k {k} of {classes} classes (1 ≤ k ≤ classes ≤ {MAX_TOPK_CLASSES})"),
             ));
         }
         need(K, "the logits", &logits, images * classes * 4)?;
@@ -340,7 +348,8 @@ impl Kernels {
         launch.arg(&lp).arg(&c).arg(&kk).arg(&ip).arg(&pp);
         // SAFETY: the arguments match the kernel's signature (pointer, int, int, pointer,
         // pointer); each block reads its `classes` logits and writes `k` outputs inside the
-        // checked lengths; the dynamic shared memory holds one row (≤ 48 KB for ≤ 12000 classes).
+        // checked lengths; the dynamic shared memory holds one row, which with the kernel's 2 KiB
+        // of reduction arrays stays within a block's 48 KiB for ≤ MAX_TOPK_CLASSES classes.
         unsafe { launch.launch(cfg) }.map_err(driver(K))?;
         Ok(())
     }

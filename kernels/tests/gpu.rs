@@ -56,12 +56,9 @@ fn kernels_match_their_references_on_the_gpu() {
         .iter()
         .map(|h| h.to_bits())
         .collect();
-    let off = got
-        .iter()
-        .zip(&want)
-        .filter(|(a, b)| (**a as i32 - **b as i32).abs() > 1)
-        .count();
-    assert_eq!(off, 0, "fp16 outputs more than one ulp from the reference");
+    // Compiled without FMA contraction, the kernel rounds as the reference does: exactly equal.
+    let off = got.iter().zip(&want).filter(|(a, b)| a != b).count();
+    assert_eq!(off, 0, "fp16 outputs differ from the reference");
 
     // Pools: 3 images of 16 channels × 112 × 112, fp16 values.
     let (n, c, h) = (3usize, 16usize, 112usize);

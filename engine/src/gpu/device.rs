@@ -65,6 +65,17 @@ pub trait DeviceOps {
     /// Copies `host` (the filled part of a batch buffer: `n` images, not the bucket) to the
     /// start of `dst`, asynchronously on the stream.
     fn copy_in(&mut self, host: &[u8], dst: &Self::Buf) -> Result<(), GpuError>;
+    /// Reserves host staging for `floats` fp32 outputs (at build time, so no batch allocates).
+    fn reserve_out(&mut self, _floats: usize) -> Result<(), GpuError> {
+        Ok(())
+    }
+    /// The build is over: free what only building needed (tuning scratch).
+    fn finish_build(&mut self) {}
+    /// Waits for everything queued on the stream (after a failed batch, before its host buffer
+    /// is handed back while a copy may still read it).
+    fn sync(&mut self) -> Result<(), GpuError> {
+        Ok(())
+    }
     /// Reads the first `bytes` of `src` back to the host, waiting for them (checks and tests
     /// only: never on the serving path).
     fn read(&mut self, src: &Self::Buf, bytes: usize) -> Result<Vec<u8>, GpuError>;

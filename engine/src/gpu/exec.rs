@@ -76,6 +76,8 @@ impl<D: DeviceOps> Executor<D> {
         }
         let ws = super::layout::shared_workspace(need);
         let workspace = if ws > 0 { Some(dev.alloc(ws)?) } else { None };
+        dev.reserve_out(max * model.classes)?;
+        dev.finish_build();
         Ok(Executor {
             graphs: vec![false; buckets.len()],
             dev,
@@ -135,6 +137,22 @@ impl<D: DeviceOps> Executor<D> {
     /// Runs the first `n` images of `images` (u8 HWC, `n × IMAGE_BYTES`), writing `n × classes`
     /// logits and the `h2d`, `compute` and `d2h` timings.
     pub fn run(
+        &mut self,
+        images: &[u8],
+        n: usize,
+        logits: &mut Vec<f32>,
+        timings: &mut Vec<StageTiming>,
+    ) -> Result<(), GpuError> {
+        let outcome = self.run_batch(images, n, logits, timings);
+        if outcome.is_err() {
+            // A copy of this batch may still be in flight: its buffer goes back to the batcher
+            // only once the stream is idle.
+            let _ = self.dev.sync();
+        }
+        outcome
+    }
+
+    fn run_batch(
         &mut self,
         images: &[u8],
         n: usize,

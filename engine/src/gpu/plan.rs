@@ -101,14 +101,14 @@ fn shape_of(op: &Op, shapes: &[Shape]) -> Result<Shape, String> {
                     c.name, c.c, x.c
                 ));
             }
-            let side = |s| {
-                out_side(s, c.r, c.stride, c.pad)
+            let side = |s, r| {
+                out_side(s, r, c.stride, c.pad)
                     .ok_or(format!("{}: filter larger than its input", c.name))
             };
             let y = Shape {
                 c: c.k,
-                h: side(x.h)?,
-                w: side(x.w)?,
+                h: side(x.h, c.r)?,
+                w: side(x.w, c.s)?,
             };
             if let Some(r) = c.residual {
                 if get(r)? != y {

@@ -112,7 +112,13 @@ impl TuneCache {
             "# gpu\tcudnn\tshape\tactivation\tmath\talgo\tworkspace\tmicros\n{}\n",
             rows.join("\n")
         );
-        let tmp = path.with_extension("tmp");
+        // One temporary name per process and thread: lanes or pods sharing the cache never
+        // interleave their writes; the rename makes each save whole.
+        let tmp = path.with_extension(format!(
+            "tmp.{}.{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
         std::fs::write(&tmp, text)?;
         std::fs::rename(tmp, path)
     }

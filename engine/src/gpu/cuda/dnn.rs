@@ -89,8 +89,14 @@ fn tensor(d: Desc) -> Result<Tensor, GpuError> {
 fn activation(mode: sys::cudnnActivationMode_t) -> Result<Act, GpuError> {
     let a = Act(result::create_activation_descriptor().map_err(dnn_err("activation"))?);
     let nan = sys::cudnnNanPropagation_t::CUDNN_NOT_PROPAGATE_NAN;
+    // For RELU, cuDNN reads `coef` as the upper bound: 0 would clip every output to zero.
+    let coef = if mode == sys::cudnnActivationMode_t::CUDNN_ACTIVATION_RELU {
+        f64::MAX
+    } else {
+        0.0
+    };
     // SAFETY: `a.0` is a live descriptor owned by `a`.
-    unsafe { result::set_activation_descriptor(a.0, mode, nan, 0.0) }
+    unsafe { result::set_activation_descriptor(a.0, mode, nan, coef) }
         .map_err(dnn_err("activation mode"))?;
     Ok(a)
 }
@@ -306,6 +312,13 @@ impl Dnn {
                 if !candidates.contains(&PRECOMP) {
                     candidates.push(PRECOMP);
                 }
+                // The listing names an algorithm once per math type: time each once.
+                let mut seen = Vec::new();
+                candidates.retain(|a| {
+                    let new = !seen.contains(a);
+                    seen.push(*a);
+                    new
+                });
             }
         }
         let g = &layer.geom;

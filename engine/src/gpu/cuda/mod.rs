@@ -32,7 +32,7 @@ use super::tune::TuneCache;
 
 /// Driver errors after which the context cannot be used again (CUDA's "sticky" errors).
 fn is_sticky(code: u32) -> bool {
-    matches!(code, 214 | 700 | 702 | 710 | 714..=719 | 999)
+    matches!(code, 214 | 220 | 700 | 702 | 709 | 710 | 714..=719 | 999)
 }
 
 fn from_driver(what: &str, e: DriverError) -> GpuError {
@@ -101,6 +101,19 @@ impl CudaDevice {
         })
     }
 
+    /// Host staging for the logits, plain pinned (not write-combined: the host reads it); sized
+    /// at build time for the largest bucket, so serving never allocates it.
+    fn grow_staging(&mut self, floats: usize) -> Result<(), GpuError> {
+        if self.staged.as_ref().is_none_or(|s| s.len() < floats) {
+            // SAFETY: a fresh allocation of `floats` f32 with no flags; nothing refers to the
+            // old one (every copy into it finished at the last `finish`).
+            let fresh = unsafe { self.ctx.alloc_pinned_with_flags::<f32>(floats.max(1), 0) }
+                .map_err(driver("pinned logits"))?;
+            self.staged = Some(fresh);
+        }
+        Ok(())
+    }
+
     fn buf<'a>(&self, b: &'a CudaSlice<u8>) -> DevBuf<'a> {
         DevBuf::of(b, &self.stream)
     }
@@ -165,6 +178,18 @@ impl DeviceOps for CudaDevice {
         .map_err(driver("copy in"))
     }
 
+    fn reserve_out(&mut self, floats: usize) -> Result<(), GpuError> {
+        self.grow_staging(floats)
+    }
+
+    fn finish_build(&mut self) {
+        self.dnn.drop_scratch();
+    }
+
+    fn sync(&mut self) -> Result<(), GpuError> {
+        self.stream.synchronize().map_err(driver("synchronize"))
+    }
+
     fn read(&mut self, src: &CudaSlice<u8>, bytes: usize) -> Result<Vec<u8>, GpuError> {
         need("read", src, bytes)?;
         let mut out = vec![0u8; bytes];
@@ -178,13 +203,7 @@ impl DeviceOps for CudaDevice {
 
     fn copy_out(&mut self, src: &CudaSlice<u8>, floats: usize) -> Result<(), GpuError> {
         need("copy out", src, floats * 4)?;
-        if self.staged.as_ref().is_none_or(|s| s.len() < floats) {
-            // Plain pinned memory (not write-combined): the host reads it.
-            // SAFETY: a fresh allocation of `floats` f32 with no flags.
-            let fresh = unsafe { self.ctx.alloc_pinned_with_flags::<f32>(floats, 0) }
-                .map_err(driver("pinned logits"))?;
-            self.staged = Some(fresh);
-        }
+        self.grow_staging(floats)?;
         let src_ptr = self.ptr(src);
         let staged = self
             .staged

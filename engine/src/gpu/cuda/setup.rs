@@ -54,13 +54,37 @@ pub fn probe() -> Result<(), GpuError> {
         .map(|(n, _)| *n)
         .collect();
     if missing.is_empty() {
-        return Ok(());
+        return versions();
     }
     Err(GpuError::Unavailable(format!(
         "cannot load {} (a GPU node with the NVIDIA driver, and the CUDA 13 / cuDNN 9 libraries \
          on LD_LIBRARY_PATH, e.g. the nvidia-*-cu13 wheels' lib folders, are needed)",
         missing.join(", ")
     )))
+}
+
+/// The loaded libraries are the ones the bindings were generated for: cuDNN 9 with its
+/// sub-libraries (the loader tries an unversioned `libcudnn.so` first, which could be an older
+/// system copy) and cuBLASLt 13.
+fn versions() -> Result<(), GpuError> {
+    let cudnn = cudarc::cudnn::result::get_version();
+    if !(90_000..100_000).contains(&cudnn) {
+        return Err(GpuError::Unavailable(format!(
+            "cuDNN {cudnn} was loaded; cuDNN 9 is needed (put the nvidia-cudnn-cu13 wheel's lib \
+             folder first on LD_LIBRARY_PATH)"
+        )));
+    }
+    cudarc::cudnn::result::version_check().map_err(|e| {
+        GpuError::Unavailable(format!("cuDNN 9's sub-libraries do not load or match: {e}"))
+    })?;
+    // SAFETY: the library is present (probed above); the call takes no arguments.
+    let lt = unsafe { cudarc::cublaslt::sys::cublasLtGetVersion() };
+    if lt / 10_000 != 13 {
+        return Err(GpuError::Unavailable(format!(
+            "cuBLASLt {lt} was loaded; CUDA 13's (13xxxx) is needed"
+        )));
+    }
+    Ok(())
 }
 
 /// The one context of device `ordinal`, shared by every lane; event tracking is switched off
