@@ -94,6 +94,31 @@ fn faulty_counted(
     }
 }
 
+/// The value of the series `name` (the whole text before the value) in `/metrics`; 0 if absent.
+async fn metric(server: &TestServer, name: &str) -> f64 {
+    let body = String::from_utf8(server.get("/metrics").await.unwrap().body).unwrap();
+    body.lines()
+        .find(|l| l.rsplit_once(' ').is_some_and(|(n, _)| n == name))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Polls `cond` until it holds (10 s at most): explicit synchronisation on server state.
+async fn wait_until<F, Fut>(cond: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !cond().await {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "condition never held"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 async fn predict(server: &TestServer) -> common::Reply {
     server
         .predict_file(&common::images("good").join("ijg-testorig.jpg"), "")
@@ -216,7 +241,10 @@ async fn a_client_that_leaves_is_dropped_before_compute() {
         let img = img.clone();
         tokio::spawn(async move { common::predict_multipart(addr, &img, "").await.unwrap() })
     };
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Synchronise on what the server reports, not on sleeps: the first batch is computing...
+    wait_until(|| async { runs.load(Ordering::SeqCst) >= 1 }).await;
+    // ...three more are sent; their clients hang up after 150 ms, long after the images are
+    // decoded and queued (about a millisecond each), while the first batch still computes.
     let mut leavers = Vec::new();
     for _ in 0..3 {
         let img = img.clone();
@@ -233,14 +261,10 @@ async fn a_client_that_leaves_is_dropped_before_compute() {
     }
     assert_eq!(first.await.unwrap().status, 200);
     assert_eq!(predict(&server).await.status, 200);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let cancelled_name = "inference_requests_rejected_total{reason=\"cancelled\"}";
+    wait_until(|| async { metric(&server, cancelled_name).await >= 3.0 }).await;
     let computed = runs.load(Ordering::SeqCst);
-    let metrics = String::from_utf8(server.get("/metrics").await.unwrap().body).unwrap();
-    let cancelled: f64 = metrics
-        .lines()
-        .find(|l| l.starts_with("inference_requests_rejected_total{reason=\"cancelled\"}"))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0.0);
+    let cancelled = metric(&server, cancelled_name).await;
     eprintln!(
         "batches computed: {computed} (2 answered requests); cancelled before compute: {cancelled}"
     );
