@@ -1,13 +1,15 @@
 //! inference-gateway: an HTTP server that classifies images with ResNet50 at high throughput.
 //!
-//! Data flow of `POST /predict`: hyper (tokio, `WORKERS` threads) → [`http`] checks readiness,
-//! the API key, the content type and `top_k`, then takes an admission [`Permit`](admission) (no
-//! room → 429 at once) → the body is read up to `MAX_BODY_BYTES` → the image is decoded, oriented,
-//! resized and cropped on the bounded decode [`pool`] ([`imaging`]) → the u8 224×224×3 image
-//! joins the batcher's [`queue`] → the [`batcher`] thread copies it straight into a lane's batch
+//! Data flow of `POST /predict`, and the modules in its order: hyper (tokio, `WORKERS` threads)
+//! → `http` checks readiness, the API key, the content type and `top_k`, then takes an admission
+//! permit (`batching::admission`; no room → 429 at once) → the body is read up to
+//! `MAX_BODY_BYTES` and its image taken out ([`intake`]) → the image is decoded, oriented,
+//! resized and cropped on the bounded decode pool ([`imaging`]) → the u8 224×224×3 image joins
+//! the batcher's queue → the batcher thread (`batching`) copies it straight into a lane's batch
 //! buffer when the batch starts → an engine lane runs it → the logits come back over a oneshot →
 //! softmax/top-k ([`predict`]) → JSON. The request's deadline (`REQUEST_TIMEOUT`) bounds all of
 //! it; a client that leaves closes its oneshot and is dropped before it costs compute.
+//! [`telemetry`] (metrics, traces, logs) watches all of it.
 //!
 //! [`run`] is the whole server: it serves probes at once, loads the model in the background
 //! (`/ready` turns 200 when warmed up) and on shutdown goes not-ready, stops accepting, drains,
@@ -16,19 +18,14 @@
 pub mod config;
 pub mod error;
 pub mod imaging;
-pub mod intake;
-pub mod predict;
 pub mod telemetry;
-pub mod trace;
 
-mod admission;
-mod batcher;
+mod batching;
 mod http;
-mod metrics;
-mod multipart;
-mod pool;
-mod queue;
 mod serve;
+
+pub use http::{intake, predict};
+pub use telemetry::trace;
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
@@ -42,10 +39,10 @@ pub use config::Config;
 pub use error::ApiError;
 pub use serve::{run, run_with, BackendWrapper, Hooks, ServeError};
 
-use admission::Admission;
-use metrics::Metrics;
-use pool::BlockingPool;
-use queue::Pending;
+use batching::admission::Admission;
+use batching::queue::Pending;
+use imaging::pool::BlockingPool;
+use telemetry::metrics::Metrics;
 
 /// The loaded model's side of the server: where requests go and how answers are labelled.
 pub(crate) struct Pipeline {

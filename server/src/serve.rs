@@ -14,7 +14,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
-use crate::batcher::{self, BatcherConfig};
+use crate::batching::batcher::{self, BatcherConfig};
 use crate::config::{Config, Device};
 use crate::{http, App, Pipeline};
 

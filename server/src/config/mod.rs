@@ -153,7 +153,7 @@ pub struct TelemetryConfig {
     /// `ENABLE_METRICS`: serve `/metrics`.
     pub enable_metrics: bool,
     /// `ENABLE_TRACING` and the standard `OTEL_*` variables.
-    pub trace: crate::trace::TraceConfig,
+    pub trace: crate::telemetry::trace::TraceConfig,
 }
 
 /// A variable with a value we cannot use.

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::{AppConfig, ConfigError, Env};
-use crate::trace::{Endpoint, Sampler, TraceConfig};
+use crate::telemetry::trace::{Endpoint, Sampler, TraceConfig};
 
 fn millis<F: Fn(&str) -> Option<String>>(
     env: &Env<F>,
@@ -102,7 +102,7 @@ pub(super) fn trace_config<F: Fn(&str) -> Option<String>>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::Root;
+    use crate::telemetry::trace::Root;
     use std::collections::HashMap;
 
     fn trace(vars: &[(&str, &str)]) -> Result<TraceConfig, ConfigError> {

@@ -1,8 +1,9 @@
 //! Image bytes → the network's input: sniff the format, check the claimed size before
 //! allocating, decode, apply EXIF orientation, convert to RGB, then resize and centre-crop
-//! exactly as torchvision + Pillow do. Runs on the decode pool, never on the async executor.
+//! exactly as torchvision + Pillow do. Runs on the decode pool (`pool`), never on the async executor.
 
 pub mod jpeg;
+pub(crate) mod pool;
 pub mod resize;
 
 use std::io::Cursor;

@@ -1,5 +1,11 @@
-//! Routing and handlers. Every response passes through [`handle`], which adds `x-request-id`,
-//! records the HTTP metrics and writes the access-log line.
+//! The HTTP side of the data path: routing and handlers (here), what a `/predict` body becomes
+//! ([`intake`], [`multipart`]) and what the answer is ([`predict`]). Every response passes
+//! through [`handle`], which adds `x-request-id`, records the HTTP metrics and writes the
+//! access-log line.
+
+pub mod intake;
+pub(crate) mod multipart;
+pub mod predict;
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -13,14 +19,14 @@ use hyper::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_LENGTH, CONTENT_TYPE
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::sync::oneshot;
 
-use crate::admission::Permit;
+use crate::batching::admission::Permit;
+use crate::batching::queue::{InferOutput, Pending};
 use crate::error::ApiError;
-use crate::metrics::OPENMETRICS_CONTENT_TYPE;
-use crate::pool::PoolError;
-use crate::predict::{top_k, PredictResponse};
-use crate::queue::{InferOutput, Pending};
-use crate::trace::{RequestSpan, SpanKind, SpanRecord, Tracer, Value};
-use crate::{imaging, intake, App, Pipeline};
+use crate::imaging::pool::PoolError;
+use crate::telemetry::metrics::OPENMETRICS_CONTENT_TYPE;
+use crate::telemetry::trace::{RequestSpan, SpanKind, SpanRecord, Tracer, Value};
+use crate::{imaging, App, Pipeline};
+use predict::{top_k, PredictResponse};
 
 /// The response type of every handler.
 pub type HttpResponse = Response<Full<Bytes>>;

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use crate::admission::Permit;
-use crate::trace::{SpanId, TraceId};
+use crate::batching::admission::Permit;
+use crate::telemetry::trace::{SpanId, TraceId};
 
 /// What a request receives from the engine.
 #[derive(Debug)]
@@ -113,7 +113,7 @@ impl Queue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::admission::Admission;
+    use crate::batching::admission::Admission;
     use std::sync::Arc;
 
     fn pending(

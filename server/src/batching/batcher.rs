@@ -18,10 +18,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, never, select, Receiver, Sender};
 use engine::{BatchBuffer, BatchOutput, EngineError, Job, Lanes};
 
-use crate::admission::Admission;
-use crate::metrics::Metrics;
-use crate::queue::{InferOutput, Pending, Queue};
-use crate::trace::{BatchSpan, Tracer};
+use crate::batching::admission::Admission;
+use crate::batching::queue::{InferOutput, Pending, Queue};
+use crate::telemetry::metrics::Metrics;
+use crate::telemetry::trace::{BatchSpan, Tracer};
 
 struct LaneState {
     in_flight: usize,
@@ -295,7 +295,7 @@ fn pick_lane(lanes: &[LaneState], m: &Moment, config: &BatcherConfig) -> Option<
 }
 
 type Ticket = (
-    tokio::sync::oneshot::Sender<crate::queue::InferReply>,
+    tokio::sync::oneshot::Sender<crate::batching::queue::InferReply>,
     Duration,
 );
 
@@ -431,7 +431,7 @@ mod tests {
         admission: &Arc<Admission>,
     ) -> (
         Pending,
-        tokio::sync::oneshot::Receiver<crate::queue::InferReply>,
+        tokio::sync::oneshot::Receiver<crate::batching::queue::InferReply>,
     ) {
         let (reply, rx) = tokio::sync::oneshot::channel();
         let now = Instant::now();

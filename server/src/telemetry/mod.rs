@@ -1,4 +1,9 @@
-//! Logging setup: `LOG_FORMAT=json` writes one object per line, `text` is for people.
+//! What the server tells its operators: `metrics` (every metric in one typed struct, both
+//! exposition formats), [`trace`] (spans exported over OTLP/HTTP from their own thread), and the
+//! logging set up here: `LOG_FORMAT=json` writes one object per line, `text` is for people.
+
+pub(crate) mod metrics;
+pub mod trace;
 
 use crate::config::{LogFormat, TelemetryConfig};
 

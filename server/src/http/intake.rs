@@ -5,7 +5,8 @@
 use bytes::Bytes;
 
 use crate::error::ApiError;
-use crate::{imaging, multipart};
+use crate::http::multipart;
+use crate::imaging;
 
 /// How the image arrives.
 #[derive(Debug, PartialEq, Eq)]
