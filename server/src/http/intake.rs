@@ -43,14 +43,11 @@ pub fn body_kind(content_type: &str) -> Result<BodyKind, ApiError> {
     }
 }
 
-/// The image bytes of `body` (a slice of it, no copy).
+/// The image bytes of `body`.
 pub fn image_bytes(body: Bytes, kind: &BodyKind) -> Result<Bytes, ApiError> {
     match kind {
         BodyKind::Raw => Ok(body),
-        BodyKind::Multipart(boundary) => {
-            let part = multipart::image_part(&body, boundary)?;
-            Ok(body.slice_ref(part))
-        }
+        BodyKind::Multipart(boundary) => multipart::image_part(body, boundary),
     }
 }
 

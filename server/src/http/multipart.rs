@@ -1,7 +1,9 @@
-//! A small `multipart/form-data` reader for a body already bounded by `MAX_BODY_BYTES`:
-//! finds the part named `file` (or, failing that, the only part) and returns its bytes.
+//! `multipart/form-data` for a body already bounded by `MAX_BODY_BYTES`: the part named `file`
+//! (or, failing that, the only part), through `multer`.
 
-use memchr::memmem;
+use std::convert::Infallible;
+
+use bytes::Bytes;
 
 use crate::error::ApiError;
 
@@ -22,75 +24,47 @@ pub fn boundary(content_type: &str) -> Option<String> {
         .filter(|b| !b.is_empty() && b.len() <= 200)
 }
 
-/// The bytes of the image part of `body`.
-pub fn image_part<'a>(body: &'a [u8], boundary: &str) -> Result<&'a [u8], ApiError> {
-    let bad = |m: &str| ApiError::bad_request("invalid_multipart", m.to_string());
-    let delim = format!("--{boundary}");
-    let finder = memmem::Finder::new(delim.as_bytes());
-    let mut pos = finder
-        .find(body)
-        .ok_or_else(|| bad("the multipart body has no boundary line"))?
-        + delim.len();
-    let mut parts = Vec::new();
-    loop {
-        if body[pos..].starts_with(b"--") {
-            break; // closing delimiter
+/// The image part of `body`: the part named `file`, or the only part when there is one. Parsed by
+/// `multer` (delimiters only at line starts, headers per RFC 7578) within explicit limits: the
+/// whole body and any one part at most the body's own length (itself bounded by
+/// `MAX_BODY_BYTES`), at most [`MAX_PARTS`] parts.
+pub fn image_part(body: Bytes, boundary: &str) -> Result<Bytes, ApiError> {
+    let bad = |m: String| ApiError::bad_request("invalid_multipart", m);
+    let limit = (body.len() as u64).max(1);
+    let constraints = multer::Constraints::new().size_limit(
+        multer::SizeLimit::new()
+            .whole_stream(limit)
+            .per_field(limit),
+    );
+    let chunk = futures_util::stream::once(std::future::ready(Ok::<Bytes, Infallible>(body)));
+    let mut form = multer::Multipart::with_constraints(chunk, boundary.to_string(), constraints);
+    // The whole body is already in memory: every await below completes at once.
+    futures_executor::block_on(async move {
+        let (mut files, mut other, mut parts) = (Vec::new(), None, 0usize);
+        while let Some(field) = form.next_field().await.map_err(|e| bad(e.to_string()))? {
+            parts += 1;
+            if parts > MAX_PARTS {
+                return Err(bad("too many parts in the multipart body".into()));
+            }
+            let is_file = field.name() == Some("file");
+            let data = field.bytes().await.map_err(|e| bad(e.to_string()))?;
+            if is_file {
+                files.push(data);
+            } else {
+                other = Some(data);
+            }
         }
-        if parts.len() == MAX_PARTS {
-            return Err(bad("too many parts in the multipart body"));
+        match (files.len(), parts) {
+            (1, _) => Ok(files.remove(0)),
+            (0, 1) => Ok(other.unwrap_or_default()),
+            (0, 0) => Err(bad("the multipart body has no parts".into())),
+            (0, _) => Err(bad(
+                "no part named 'file' (send the image as -F file=@image.jpg)".into(),
+            )),
+            _ => Err(bad(
+                "send one image per request: several parts are named 'file'".into(),
+            )),
         }
-        let start = pos
-            + line_end(&body[pos..])
-                .ok_or_else(|| bad("a multipart boundary line is malformed"))?;
-        let head_len = memmem::find(&body[start..], b"\r\n\r\n")
-            .ok_or_else(|| bad("a part has no header end"))?;
-        let headers = &body[start..start + head_len];
-        let content = start + head_len + 4;
-        let end = finder
-            .find(&body[content..])
-            .map(|i| content + i)
-            .ok_or_else(|| bad("the multipart body is not terminated"))?;
-        // The CRLF before the delimiter belongs to it, unless it is the header block's own
-        // (an empty part whose delimiter follows the blank line at once).
-        let data_end = if end >= content + 2 && body[..end].ends_with(b"\r\n") {
-            end - 2
-        } else {
-            end
-        };
-        parts.push((field_name(headers), &body[content..data_end]));
-        pos = end + delim.len();
-    }
-    let files: Vec<_> = parts
-        .iter()
-        .filter(|(name, _)| name.as_deref() == Some("file"))
-        .collect();
-    match (files.as_slice(), parts.as_slice()) {
-        ([(_, data)], _) => Ok(data),
-        ([], [(_, data)]) => Ok(data),
-        ([], _) => Err(bad(
-            "no part named 'file' (send the image as -F file=@image.jpg)",
-        )),
-        _ => Err(bad(
-            "send one image per request: several parts are named 'file'",
-        )),
-    }
-}
-
-/// Offset just past the CRLF that ends the current line.
-fn line_end(b: &[u8]) -> Option<usize> {
-    memmem::find(b, b"\r\n").map(|i| i + 2)
-}
-
-/// The `name` of a part's `Content-Disposition: form-data; name="..."`.
-fn field_name(headers: &[u8]) -> Option<String> {
-    let text = std::str::from_utf8(headers).ok()?;
-    let line = text.lines().find(|l| {
-        l.split_once(':')
-            .is_some_and(|(k, _)| k.trim().eq_ignore_ascii_case("content-disposition"))
-    })?;
-    line.split(';').skip(1).find_map(|p| {
-        let (k, v) = p.split_once('=')?;
-        (k.trim() == "name").then(|| v.trim().trim_matches('"').to_string())
     })
 }
 
@@ -125,10 +99,15 @@ mod tests {
             Some("XyZ")
         );
         assert_eq!(boundary("multipart/form-data"), None);
-        let b = body(&[("meta", b"x"), ("file", b"\xff\xd8binary\r\n--notit")]);
-        assert_eq!(image_part(&b, "XyZ").unwrap(), b"\xff\xd8binary\r\n--notit");
+        let b = body(&[("meta", b"x"), ("file", b"\xff\xd8binary\r\n--notit--XyZ")]);
+        let part = image_part(b.into(), "XyZ").unwrap();
+        assert_eq!(
+            &part[..],
+            b"\xff\xd8binary\r\n--notit--XyZ",
+            "a delimiter counts only at a line start"
+        );
         let single = body(&[("image", b"abc")]);
-        assert_eq!(image_part(&single, "XyZ").unwrap(), b"abc");
+        assert_eq!(&image_part(single.into(), "XyZ").unwrap()[..], b"abc");
     }
 
     #[test]
@@ -144,19 +123,25 @@ mod tests {
             ),
             (b"--XyZ\r\nno header end".to_vec(), "no header end"),
         ] {
-            let err = image_part(&b, "XyZ").unwrap_err();
+            let err = image_part(b.into(), "XyZ").unwrap_err();
             assert_eq!(err.status().as_u16(), 400, "{what}");
         }
         let many: Vec<(&str, &[u8])> = vec![("x", b"1"); 40];
-        assert!(image_part(&body(&many), "XyZ").is_err());
+        assert!(image_part(body(&many).into(), "XyZ").is_err());
     }
 
     #[test]
     fn an_empty_part_right_after_its_headers_is_refused_not_a_panic() {
         // Found by the fuzzer: the header block's CRLF CRLF is directly followed by the delimiter.
-        let body = b"--B\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\n--B--\r\n";
-        assert_eq!(image_part(body, "B").unwrap(), b"");
-        let body = b"--B\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\n\r\n--B--\r\n";
-        assert_eq!(image_part(body, "B").unwrap(), b"");
+        let body: &[u8] = b"--B\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\n--B--\r\n";
+        match image_part(Bytes::from_static(body), "B") {
+            Ok(part) => assert!(part.is_empty()),
+            Err(e) => assert_eq!(e.status().as_u16(), 400),
+        }
+        let body: &[u8] =
+            b"--B\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\n\r\n--B--\r\n";
+        assert!(image_part(Bytes::from_static(body), "B")
+            .unwrap()
+            .is_empty());
     }
 }
