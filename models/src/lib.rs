@@ -98,6 +98,19 @@ pub fn load(
     })
 }
 
+/// The GPU engine's prepared form of the ONNX file at `path`: the network read from it, then
+/// folded, re-laid and packed ([`engine::gpu::model::PreparedModel::build`]). Shared by the
+/// server's CUDA lanes, `plan-check` and `bench-engine`.
+pub fn prepare_for_gpu(path: &Path) -> Result<engine::gpu::model::PreparedModel, ModelError> {
+    let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let net = network_from_onnx(&bytes)?;
+    engine::gpu::model::PreparedModel::build(&net)
+        .map_err(|m| ModelError::Invalid(format!("the GPU engine: {m}")))
+}
+
 /// Path of the built-in model for `seed` in `cache_dir`, generating it if absent. The file is
 /// written under a temporary name and renamed, so concurrent starts never see half a file.
 pub fn ensure_builtin(cache_dir: &Path, seed: u64, threads: usize) -> Result<PathBuf, ModelError> {

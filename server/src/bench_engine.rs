@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use engine::gpu::model::PreparedModel;
 use engine::IMAGE_BYTES;
 
 use crate::plan_check::PlanEngine;
@@ -41,8 +40,7 @@ pub fn run(config: &gateway::Config, args: &Args) -> anyhow::Result<()> {
         mc.seed,
         mc.engine_threads,
     )?;
-    let net = models::network_from_onnx(&std::fs::read(&model.path)?)?;
-    let prepared = Arc::new(PreparedModel::build(&net).map_err(anyhow::Error::msg)?);
+    let prepared = Arc::new(models::prepare_for_gpu(&model.path)?);
     let max = args.batches.iter().copied().max().unwrap_or(1).max(1);
     let mut plan = PlanEngine::build(&args.device, prepared, max, &mc.cache_dir, !args.eager)?;
     let images: Vec<u8> = models::varied_images(7, max.min(64))

@@ -262,9 +262,7 @@ pub fn run(config: &gateway::Config, args: &Args) -> anyhow::Result<()> {
         mc.seed,
         mc.engine_threads,
     )?;
-    let bytes = std::fs::read(&model.path)?;
-    let net = models::network_from_onnx(&bytes)?;
-    let prepared = Arc::new(PreparedModel::build(&net).map_err(anyhow::Error::msg)?);
+    let prepared = Arc::new(models::prepare_for_gpu(&model.path)?);
     let batch = args.batch.max(1);
     let mut plan = PlanEngine::build(&args.device, prepared.clone(), batch, &mc.cache_dir, true)?;
     let mut cpu = CpuBackend::new(&engine::CpuConfig::new(

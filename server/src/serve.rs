@@ -203,14 +203,7 @@ fn backends(
         }
         #[cfg(feature = "cuda")]
         Device::Cuda(ordinal) => {
-            let bytes = std::fs::read(&model.path).map_err(|source| models::ModelError::Io {
-                path: model.path.clone(),
-                source,
-            })?;
-            let net = models::network_from_onnx(&bytes)?;
-            let prepared = engine::gpu::model::PreparedModel::build(&net)
-                .map_err(|m| models::ModelError::Invalid(format!("the GPU engine: {m}")))?;
-            let prepared = Arc::new(prepared);
+            let prepared = Arc::new(models::prepare_for_gpu(&model.path)?);
             let cfg = engine::gpu::cuda::CudaConfig {
                 ordinal: ordinal as usize,
                 max_batch,
