@@ -164,16 +164,8 @@ impl<D: DeviceOps> Executor<D> {
         if n == 0 {
             return Ok(());
         }
-        let Some(b) = bucket(n, &self.buckets) else {
-            return Err(GpuError::Failed(format!(
-                "a batch of {n} is larger than the largest bucket ({})",
-                self.buckets.last().unwrap_or(&0)
-            )));
-        };
+        let (b, images) = self.batch_input(images, n)?;
         let bi = self.buckets.iter().position(|&x| x == b).unwrap_or(0);
-        let images = images.get(..n * IMAGE_BYTES).ok_or_else(|| {
-            GpuError::Failed(format!("{n} images need {} bytes", n * IMAGE_BYTES))
-        })?;
         self.dev.mark(Mark::Start)?;
         self.dev.copy_in(images, &self.input)?;
         self.dev.mark(Mark::Copied)?;
@@ -200,18 +192,15 @@ impl<D: DeviceOps> Executor<D> {
     /// to f32: fp16 activations, then the fp32 pooled features and logits. For checks that
     /// compare devices step by step; never on the serving path.
     pub fn run_traced(&mut self, images: &[u8], n: usize) -> Result<Vec<Vec<f32>>, GpuError> {
-        let b = bucket(n, &self.buckets)
-            .ok_or_else(|| GpuError::Failed(format!("a batch of {n} fits no bucket")))?;
-        let images = images.get(..n * IMAGE_BYTES).ok_or_else(|| {
-            GpuError::Failed(format!("{n} images need {} bytes", n * IMAGE_BYTES))
-        })?;
+        let (b, images) = self.batch_input(images, n)?;
         self.dev.copy_in(images, &self.input)?;
+        self.normalize(b)?;
         let mut outputs = Vec::new();
-        for upto in 0..self.model.layers.len() {
-            self.run_range(b, upto + 1)?;
-            let step = &self.model.plan.steps[upto];
+        for id in 0..self.model.layers.len() {
+            self.run_step(id, b)?;
+            let step = &self.model.plan.steps[id];
             let per_image = self.model.plan.shapes[step.op + 1].len();
-            let (buf, width) = match self.model.layers[upto] {
+            let (buf, width) = match self.model.layers[id] {
                 Layer::AvgPool { .. } => (&self.pooled, 4),
                 Layer::Linear { .. } => (&self.logits, 4),
                 _ => (&self.slots[step.writes], 2),
@@ -222,55 +211,74 @@ impl<D: DeviceOps> Executor<D> {
         Ok(outputs)
     }
 
-    /// Normalisation and every step of the network for a batch of `b` (a bucket).
-    fn run_steps(&mut self, b: usize) -> Result<(), GpuError> {
-        self.run_range(b, self.model.layers.len())
+    /// The bucket a batch of `n` runs in, and its `n` images out of `images`.
+    fn batch_input<'a>(&self, images: &'a [u8], n: usize) -> Result<(usize, &'a [u8]), GpuError> {
+        let b = bucket(n, &self.buckets).ok_or_else(|| {
+            GpuError::Failed(format!(
+                "a batch of {n} is larger than the largest bucket ({})",
+                self.buckets.last().unwrap_or(&0)
+            ))
+        })?;
+        let images = images.get(..n * IMAGE_BYTES).ok_or_else(|| {
+            GpuError::Failed(format!("{n} images need {} bytes", n * IMAGE_BYTES))
+        })?;
+        Ok((b, images))
     }
 
-    /// Normalisation and the first `steps` steps for a batch of `b`.
-    fn run_range(&mut self, b: usize, steps: usize) -> Result<(), GpuError> {
+    /// Normalisation and every step of the network for a batch of `b` (a bucket).
+    fn run_steps(&mut self, b: usize) -> Result<(), GpuError> {
+        self.normalize(b)?;
+        for id in 0..self.model.layers.len() {
+            self.run_step(id, b)?;
+        }
+        Ok(())
+    }
+
+    /// The u8 input images → the first slot's fp16 NHWC, for a batch of `b`.
+    fn normalize(&mut self, b: usize) -> Result<(), GpuError> {
         let plan = &self.model.plan;
-        let channels = plan.shapes[0].c;
         self.dev.normalize(
             &self.input,
             &self.slots[plan.io_slots.0],
             b * IMAGE_SIDE * IMAGE_SIDE,
-            channels,
+            plan.shapes[0].c,
             &self.affine,
-        )?;
-        let layers = plan.steps.iter().zip(&self.model.layers).take(steps);
-        for (id, (step, layer)) in layers.enumerate() {
-            let x = &self.slots[step.reads[0]];
-            let y = &self.slots[step.writes];
-            match layer {
-                Layer::Conv(conv) => {
-                    let args = ConvArgs {
-                        x,
-                        weights: &self.weights,
-                        z: step.reads.get(1).map(|&s| &self.slots[s]),
-                        y,
-                        workspace: self.workspace.as_ref(),
-                    };
-                    self.dev.conv(id, conv, b, args)?;
-                }
-                Layer::MaxPool(g) => self.dev.max_pool(g, b, x, y)?,
-                Layer::AvgPool { c, pixels } => {
-                    self.dev.avg_pool(*c, *pixels, b, x, &self.pooled)?;
-                }
-                Layer::Linear {
-                    inp,
-                    out,
-                    weight,
-                    bias,
-                } => self.dev.linear(
-                    (*inp, *out),
-                    b,
-                    &self.pooled,
-                    &self.weights,
-                    (*weight, *bias),
-                    &self.logits,
-                )?,
+        )
+    }
+
+    /// Step `id` of the network for a batch of `b`.
+    fn run_step(&mut self, id: usize, b: usize) -> Result<(), GpuError> {
+        let step = &self.model.plan.steps[id];
+        let x = &self.slots[step.reads[0]];
+        let y = &self.slots[step.writes];
+        match &self.model.layers[id] {
+            Layer::Conv(conv) => {
+                let args = ConvArgs {
+                    x,
+                    weights: &self.weights,
+                    z: step.reads.get(1).map(|&s| &self.slots[s]),
+                    y,
+                    workspace: self.workspace.as_ref(),
+                };
+                self.dev.conv(id, conv, b, args)?;
             }
+            Layer::MaxPool(g) => self.dev.max_pool(g, b, x, y)?,
+            Layer::AvgPool { c, pixels } => {
+                self.dev.avg_pool(*c, *pixels, b, x, &self.pooled)?;
+            }
+            Layer::Linear {
+                inp,
+                out,
+                weight,
+                bias,
+            } => self.dev.linear(
+                (*inp, *out),
+                b,
+                &self.pooled,
+                &self.weights,
+                (*weight, *bias),
+                &self.logits,
+            )?,
         }
         Ok(())
     }
