@@ -4,56 +4,34 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const KEY: &str = "sk-live-7f3a9c2e1b";
 const TOKEN: &str = "tok-otlp-5d8e4b6a0c";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_never_reach_the_log_even_at_debug() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_inference-gateway"))
-        .current_dir(common::repo())
-        .env("HOST", "127.0.0.1")
-        .env("PORT", "0")
-        .env("LOG_FORMAT", "json")
-        .env("LOG_LEVEL", "DEBUG")
-        .env("DEBUG", "true")
-        .env("MODEL_WARMUP", "false")
-        .env("API_KEYS", format!("{KEY},second-key-000"))
-        .env("ENABLE_TRACING", "true")
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
-        .env(
-            "OTEL_EXPORTER_OTLP_HEADERS",
-            format!("authorization=Bearer%20{TOKEN}"),
-        )
-        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
-        .env("GRACEFUL_SHUTDOWN_TIMEOUT", "5")
-        .env("MODEL_CACHE_DIR", common::repo().join(".cache/models"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("binary starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut addr, mut seen) = (None, Vec::new());
-    let start = Instant::now();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        let v: serde_json::Value = serde_json::from_str(&line).expect("json log lines");
-        seen.push(line);
-        match v["message"].as_str() {
-            Some("listening") => addr = v["addr"].as_str().map(|a| a.parse().unwrap()),
-            Some("ready") => break,
-            _ => {}
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(180),
-            "not ready in time"
-        );
-    }
-    let addr: std::net::SocketAddr = addr.expect("listening address logged");
-    let drain = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    let common::Binary {
+        mut child,
+        addr,
+        startup: mut seen,
+        rest: drain,
+    } = common::start_binary(|cmd| {
+        cmd.env("LOG_LEVEL", "DEBUG")
+            .env("DEBUG", "true")
+            .env("MODEL_WARMUP", "false")
+            .env("API_KEYS", format!("{KEY},second-key-000"))
+            .env("ENABLE_TRACING", "true")
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+            .env(
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                format!("authorization=Bearer%20{TOKEN}"),
+            )
+            .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+            .env("GRACEFUL_SHUTDOWN_TIMEOUT", "5")
+            .stderr(Stdio::piped());
+    });
     let (ct, body) =
         common::multipart(&std::fs::read(common::images("good").join("ijg-testorig.jpg")).unwrap());
     let bearer = format!("Bearer {KEY}");

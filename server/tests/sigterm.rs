@@ -2,41 +2,21 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use common::predict_multipart;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_and_exits_cleanly() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_inference-gateway"))
-        .current_dir(common::repo())
-        .env("HOST", "127.0.0.1")
-        .env("PORT", "0")
-        .env("LOG_FORMAT", "json")
-        .env("GRACEFUL_SHUTDOWN_TIMEOUT", "15")
-        .env("MODEL_CACHE_DIR", common::repo().join(".cache/models"))
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("binary starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut addr = None;
-    let start = Instant::now();
-    for line in lines.by_ref() {
-        let v: serde_json::Value = serde_json::from_str(&line.unwrap()).expect("json log lines");
-        match v["message"].as_str() {
-            Some("listening") => addr = v["addr"].as_str().map(|a| a.parse().unwrap()),
-            Some("ready") => break,
-            _ => {}
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(180),
-            "not ready in time"
-        );
-    }
-    let addr: std::net::SocketAddr = addr.expect("listening address logged");
-    let drain = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    let common::Binary {
+        mut child,
+        addr,
+        rest: drain,
+        ..
+    } = common::start_binary(|cmd| {
+        cmd.env("GRACEFUL_SHUTDOWN_TIMEOUT", "15");
+    });
 
     let img = std::fs::read(common::images("good").join("ijg-testorig.jpg")).unwrap();
     let tasks: Vec<_> = (0..12)

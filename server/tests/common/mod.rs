@@ -291,3 +291,55 @@ pub fn error_code(r: &Reply) -> String {
         .unwrap_or_else(|| panic!("no error code in {v}"))
         .to_string()
 }
+
+/// The real binary, started on 127.0.0.1:0 with JSON logs and run until it logs "ready".
+pub struct Binary {
+    /// The process (stdout is read here; the caller may have piped stderr).
+    pub child: std::process::Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its log lines up to "ready".
+    pub startup: Vec<String>,
+    /// Collects its later log lines until it exits.
+    pub rest: std::thread::JoinHandle<Vec<String>>,
+}
+
+/// Starts `inference-gateway` from the repository root with the built-in model's cache, after
+/// `configure` has added its own settings, and waits (3 min at most) for it to be ready.
+pub fn start_binary(configure: impl FnOnce(&mut std::process::Command)) -> Binary {
+    use std::io::{BufRead, BufReader};
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_inference-gateway"));
+    cmd.current_dir(repo())
+        .env("HOST", "127.0.0.1")
+        .env("PORT", "0")
+        .env("LOG_FORMAT", "json")
+        .env("MODEL_CACHE_DIR", repo().join(".cache/models"))
+        .stdout(std::process::Stdio::piped());
+    configure(&mut cmd);
+    let mut child = cmd.spawn().expect("binary starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut addr, mut startup) = (None, Vec::new());
+    let start = Instant::now();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).expect("json log lines");
+        startup.push(line);
+        match v["message"].as_str() {
+            Some("listening") => addr = v["addr"].as_str().map(|a| a.parse().unwrap()),
+            Some("ready") => break,
+            _ => {}
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(180),
+            "not ready in time"
+        );
+    }
+    let addr = addr.expect("listening address logged");
+    let rest = std::thread::spawn(move || lines.map_while(Result::ok).collect());
+    Binary {
+        child,
+        addr,
+        startup,
+        rest,
+    }
+}
