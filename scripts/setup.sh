@@ -24,15 +24,6 @@ python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3
   --implementation cp --platform manylinux_2_28_x86_64 -d "$tmp" "onnxruntime==${ORT_VERSION}"
 echo "${WHEEL_SHA256}  $tmp/${WHEEL}" | sha256sum -c --quiet -
 mkdir -p "$dest"
-python3 - "$tmp/$WHEEL" "$dest" <<'PY'
-import sys, zipfile, os
-wheel, dest = sys.argv[1], sys.argv[2]
-with zipfile.ZipFile(wheel) as z:
-    for name in z.namelist():
-        base = os.path.basename(name)
-        if name.startswith("onnxruntime/capi/libonnxruntime") and ".so" in base:
-            with z.open(name) as src, open(os.path.join(dest, base), "wb") as out:
-                out.write(src.read())
-PY
+python3 "$root/scripts/extract_wheel_libs.py" "$tmp/$WHEEL" "onnxruntime/capi/libonnxruntime" "$dest"
 ln -sf "libonnxruntime.so.${ORT_VERSION}" "$dest/libonnxruntime.so"
 echo "ONNX Runtime ${ORT_VERSION} installed in $dest"

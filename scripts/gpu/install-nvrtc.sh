@@ -18,13 +18,5 @@ trap 'rm -rf "$tmp"' EXIT
 python3 -m pip download --quiet --no-deps -d "$tmp" "nvidia-cuda-nvrtc==${VERSION}"
 echo "${SHA256}  $tmp/${WHEEL}" | sha256sum -c --quiet -
 mkdir -p "$dest"
-python3 - "$tmp/$WHEEL" "$dest" <<'PY'
-import os, sys, zipfile
-wheel, dest = sys.argv[1], sys.argv[2]
-with zipfile.ZipFile(wheel) as z:
-    for name in z.namelist():
-        if name.startswith("nvidia/cu13/lib/libnvrtc"):
-            with z.open(name) as src, open(os.path.join(dest, os.path.basename(name)), "wb") as out:
-                out.write(src.read())
-PY
+python3 "$root/scripts/extract_wheel_libs.py" "$tmp/$WHEEL" "nvidia/cu13/lib/libnvrtc" "$dest"
 echo "NVRTC ${VERSION} installed in $dest"
