@@ -17,6 +17,7 @@ use std::sync::Arc;
 use kernels::Affine;
 
 use super::device::{ConvArgs, DeviceOps, GpuError, Mark};
+use super::layout::widen;
 use super::model::{Layer, PreparedModel};
 use super::plan::{bucket, buckets_up_to};
 use crate::{Backend, BatchBuffer, EngineError, StageTiming, IMAGE_BYTES, IMAGE_SIDE};
@@ -282,18 +283,6 @@ impl<D: DeviceOps> Executor<D> {
         }
         Ok(())
     }
-}
-
-/// Little-endian fp16 (`width` 2) or fp32 (`width` 4) values as f32.
-fn widen(bytes: &[u8], width: usize) -> Vec<f32> {
-    bytes
-        .chunks_exact(width)
-        .map(|c| match c {
-            [a, b] => half::f16::from_bits(u16::from_le_bytes([*a, *b])).to_f32(),
-            [a, b, c, d] => f32::from_le_bytes([*a, *b, *c, *d]),
-            _ => f32::NAN,
-        })
-        .collect()
 }
 
 impl From<GpuError> for EngineError {

@@ -156,6 +156,22 @@ impl PoolGeom {
     }
 }
 
+/// Little-endian fp16 (`width` 2) or fp32 (`width` 4) device values as f32 (fp16 widens
+/// exactly): how the twin and the step-by-step checks read device bytes.
+pub fn widen(bytes: &[u8], width: usize) -> Vec<f32> {
+    match width {
+        2 => bytes
+            .chunks_exact(2)
+            .map(|h| half::f16::from_bits(u16::from_le_bytes([h[0], h[1]])).to_f32())
+            .collect(),
+        4 => bytes
+            .chunks_exact(4)
+            .map(|v| f32::from_le_bytes([v[0], v[1], v[2], v[3]]))
+            .collect(),
+        _ => panic!("values are 2 or 4 bytes wide, not {width}"),
+    }
+}
+
 /// The largest of the workspace sizes the chosen algorithms need (one shared workspace).
 pub fn shared_workspace(sizes: impl IntoIterator<Item = usize>) -> usize {
     sizes.into_iter().max().unwrap_or(0).next_multiple_of(ALIGN)

@@ -14,7 +14,7 @@ use half::f16;
 use kernels::Affine;
 
 use super::device::{ConvArgs, DeviceOps, GpuError, Mark};
-use super::layout::{ConvGeom, PoolGeom, Region};
+use super::layout::{widen, ConvGeom, PoolGeom, Region};
 use super::model::ConvLayer;
 
 /// The CPU twin (one per lane thread).
@@ -36,9 +36,7 @@ fn read_f16(bytes: &[u8], count: usize, what: &str) -> Result<Vec<f32>, GpuError
     let b = bytes
         .get(..count * 2)
         .ok_or_else(|| short(what, count * 2, bytes.len()))?;
-    Ok(b.chunks_exact(2)
-        .map(|h| f16::from_bits(u16::from_le_bytes([h[0], h[1]])).to_f32())
-        .collect())
+    Ok(widen(b, 2))
 }
 
 /// The first `count` fp32 values of `bytes`.
@@ -46,9 +44,7 @@ fn read_f32(bytes: &[u8], count: usize, what: &str) -> Result<Vec<f32>, GpuError
     let b = bytes
         .get(..count * 4)
         .ok_or_else(|| short(what, count * 4, bytes.len()))?;
-    Ok(b.chunks_exact(4)
-        .map(|v| f32::from_le_bytes([v[0], v[1], v[2], v[3]]))
-        .collect())
+    Ok(widen(b, 4))
 }
 
 fn region<'a>(bytes: &'a [u8], r: Region, what: &str) -> Result<&'a [u8], GpuError> {
