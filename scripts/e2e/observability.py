@@ -1,8 +1,9 @@
 """End-to-end observability check against real tools (run by .ci/run).
 
 Starts the gateway (JSON logs, tracing on), a real Prometheus scraping it every second (with
-exemplar storage), and an OTLP/HTTP receiver that decodes with the official opentelemetry-proto
-schema; drives load with the bundled `loadtest` (a fixed `traceparent`) plus some bad requests;
+exemplar storage), and an https OTLP/HTTP receiver (a self-signed certificate the gateway trusts
+through OTEL_EXPORTER_OTLP_CERTIFICATE; gzip; an auth header) that decodes with the official
+opentelemetry-proto schema; drives load with the bundled `loadtest` (a fixed `traceparent`) plus some bad requests;
 then asserts through Prometheus' HTTP API, `promtool check metrics`, the receiver's spans and
 the log lines. Exits non-zero with the failed checks listed.
 
@@ -90,7 +91,14 @@ def check_spans(receiver):
     servers = [s for s in spans if s["trace_id"] == TRACE_ID and s["kind"] == 2]
     check(len(servers) > 0, f"server spans in the client's trace ({len(servers)})")
     check(all(s["parent_span_id"] == PARENT_ID for s in servers), "their parent is the client's span")
-    check(all(s["resource"].get("service.name") == "inference-gateway-e2e" for s in spans), "service.name = APP_NAME")
+    check(all(s["resource"].get("service.name") == "inference-gateway-e2e" for s in spans),
+          "service.name from OTEL_RESOURCE_ATTRIBUTES (it wins over APP_NAME, as the spec says)")
+    check(all(s["resource"].get("deployment.environment") == "e2e,ci" for s in spans),
+          "resource attributes percent-decoded once")
+    headers = receiver.headers or {}
+    check(headers.get("authorization") == "Bearer e2e%2Ctoken",
+          f"OTEL_EXPORTER_OTLP_HEADERS sent, decoded once ({headers.get('authorization')!r})")
+    check(headers.get("content-encoding") == "gzip", "exports are gzip-compressed (OTEL_EXPORTER_OTLP_COMPRESSION)")
     check(all(s["resource"].get("service.version") == "e2e-1" for s in spans), "service.version = APP_VERSION")
     ok_servers = [s for s in servers if s["attributes"].get("http.response.status_code") == 200]
     by_parent = {}
@@ -132,14 +140,21 @@ def main():
         if not shutil.which(tool):
             raise SystemExit(f"{tool} not found: apt-get install prometheus")
     tmp = tempfile.mkdtemp(prefix="e2e-obs-")
+    cert, key = os.path.join(tmp, "collector.pem"), os.path.join(tmp, "collector.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", key, "-out", cert], check=True, capture_output=True)
     receiver = Receiver()
-    otlp_port = receiver.start()
+    otlp_port = receiver.start(tls=(cert, key))
     port, prom_port = free_port(), free_port()
     log_path = os.path.join(tmp, "gateway.log")
     gateway = start_gateway(
         args.gateway, port, open(log_path, "w"),
-        APP_NAME="inference-gateway-e2e", APP_VERSION="e2e-1", ENABLE_TRACING="true",
-        OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{otlp_port}", OTEL_BSP_SCHEDULE_DELAY="200",
+        APP_NAME="not-the-service-name", APP_VERSION="e2e-1", ENABLE_TRACING="true",
+        OTEL_RESOURCE_ATTRIBUTES="service.name=inference-gateway-e2e,deployment.environment=e2e%2Cci",
+        OTEL_EXPORTER_OTLP_ENDPOINT=f"https://127.0.0.1:{otlp_port}", OTEL_EXPORTER_OTLP_CERTIFICATE=cert,
+        OTEL_EXPORTER_OTLP_HEADERS="authorization=Bearer%20e2e%252Ctoken", OTEL_EXPORTER_OTLP_COMPRESSION="gzip",
+        OTEL_BSP_SCHEDULE_DELAY="200",
     )
     prom = None
     try:

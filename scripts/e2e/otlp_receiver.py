@@ -1,12 +1,15 @@
 """A minimal OTLP/HTTP trace receiver: decodes every POST /v1/traces with the official
-opentelemetry-proto schema and keeps the spans in memory (or counts them).
+opentelemetry-proto schema (gzip bodies too) and keeps the spans, and the headers of the first
+export, in memory (or counts them). With `tls=(cert, key)` it serves https.
 
-As a module: `Receiver().start()` → port; `.spans()` → list of dicts.
+As a module: `Receiver().start(tls=...)` → port; `.spans()` → list of dicts; `.headers` → dict.
 As a program: `python3 otlp_receiver.py PORT` serves until killed and prints a count every 10 s.
 Needs: pip install opentelemetry-proto protobuf
 """
 
+import gzip
 import http.server
+import ssl
 import sys
 import threading
 import time
@@ -28,6 +31,7 @@ class Receiver:
         self._lock = threading.Lock()
         self.requests = 0
         self.bad = 0
+        self.headers = None
 
     def spans(self):
         with self._lock:
@@ -61,7 +65,7 @@ class Receiver:
             self._spans.extend(out)
             self.requests += 1
 
-    def start(self, port=0):
+    def start(self, port=0, tls=None):
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -69,6 +73,10 @@ class Receiver:
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                if receiver.headers is None:
+                    receiver.headers = {k.lower(): v for k, v in self.headers.items()}
+                if self.headers.get("content-encoding") == "gzip":
+                    body = gzip.decompress(body)
                 ok = self.path == "/v1/traces" and self.headers.get("content-type") == "application/x-protobuf"
                 try:
                     if ok:
@@ -88,6 +96,10 @@ class Receiver:
                 pass
 
         server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            server.socket = context.wrap_socket(server.socket, server_side=True)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         return server.server_address[1]
 

@@ -64,22 +64,26 @@ pub(crate) struct App {
     pipeline: RwLock<Option<Arc<Pipeline>>>,
     draining: AtomicBool,
     ids: (RandomState, AtomicU64),
-    tracer: trace::Tracer,
+    /// The subscriber this server's futures and threads run under (logs and spans).
+    dispatch: tracing::Dispatch,
+    /// The span export pipeline, when tracing is on (flushed last at shutdown).
+    tracing: Option<trace::Tracing>,
     hooks: Hooks,
 }
 
 impl App {
-    /// The shared state, and the trace exporter when tracing is on (flushed last at shutdown).
-    fn new(config: Config, hooks: Hooks) -> std::io::Result<(Self, Option<trace::Exporter>)> {
+    /// The shared state, with the trace pipeline started when tracing is on.
+    fn new(config: Config, hooks: Hooks) -> Result<Self, ServeError> {
         let metrics = Metrics::new();
         let queue = config.batching.max_queue_size;
-        let (tracer, exporter) = if config.telemetry.trace.enabled {
-            let (t, e) =
-                trace::Tracer::start(&config.telemetry.trace, metrics.spans_dropped.clone())?;
-            (t, Some(e))
-        } else {
-            (trace::Tracer::disabled(), None)
+        let tracing = match config.telemetry.trace.enabled {
+            true => Some(trace::Tracing::start(
+                &config.telemetry.trace,
+                metrics.spans_dropped.clone(),
+            )?),
+            false => None,
         };
+        let dispatch = telemetry::dispatch(&config.telemetry, tracing.as_ref());
         let app = Self {
             admission: Admission::new(queue, metrics.queue_depth.clone()),
             decode: BlockingPool::new("decode", config.model.decode_threads, queue)?,
@@ -88,10 +92,11 @@ impl App {
             pipeline: RwLock::new(None),
             draining: AtomicBool::new(false),
             ids: (RandomState::new(), AtomicU64::new(0)),
-            tracer,
+            dispatch,
+            tracing,
             hooks,
         };
-        Ok((app, exporter))
+        Ok(app)
     }
 
     /// The pipeline, when loaded and not draining.
@@ -198,7 +203,6 @@ mod tests {
             Hooks::default(),
         )
         .unwrap()
-        .0
     }
 
     #[test]

@@ -13,6 +13,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tracing::instrument::WithSubscriber;
 
 use crate::batching::batcher::{self, BatcherConfig};
 use crate::config::{Config, Device};
@@ -39,6 +40,9 @@ pub enum ServeError {
     /// Threads or sockets.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// Tracing is on and its exporter could not be built (a certificate, the endpoint).
+    #[error("tracing: {0}")]
+    Trace(#[from] crate::trace::TraceError),
 }
 
 /// Wraps each lane's freshly built backend: `(lane, backend) → backend` (fault-injection tests).
@@ -78,9 +82,20 @@ pub async fn run_with(
     shutdown: impl Future<Output = ()>,
     hooks: Hooks,
 ) -> Result<(), ServeError> {
-    warn_unimplemented(&config);
-    let (app, exporter) = App::new(config, hooks)?;
-    let app = Arc::new(app);
+    let app = Arc::new(App::new(config, hooks)?);
+    let dispatch = app.dispatch.clone();
+    serve(app, listener, shutdown)
+        .with_subscriber(dispatch)
+        .await
+}
+
+/// The server's life under its own subscriber: accept until `shutdown`, then drain and stop.
+async fn serve(
+    app: Arc<App>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    warn_unimplemented(&app.config);
     if let Some(t) = app
         .config
         .telemetry
@@ -116,7 +131,7 @@ pub async fn run_with(
                         if let Err(e) = conn.await {
                             tracing::debug!(error = %e, "connection ended with an error");
                         }
-                    });
+                    }.with_current_subscriber());
                 }
                 Err(e) => tracing::warn!(error = %e, "accept failed"),
             },
@@ -130,14 +145,16 @@ pub async fn run_with(
         }
     }
     drain(&app, listener, graceful, batcher_thread).await;
-    if let Some(exporter) = exporter {
+    if app.tracing.is_some() {
         // Last: the spans of every drained request are queued by now.
         let grace = app
             .config
             .http
             .graceful_shutdown_timeout
             .min(Duration::from_secs(5));
-        let _ = tokio::task::spawn_blocking(move || exporter.shutdown(grace)).await;
+        let app = app.clone();
+        let flush = move || app.tracing.as_ref().map(|t| t.shutdown(grace));
+        let _ = tokio::task::spawn_blocking(flush).await;
     }
     tracing::info!("stopped");
     Ok(())
@@ -262,7 +279,7 @@ fn start_pipeline(app: &App) -> Result<(Pipeline, JoinHandle<()>), ServeError> {
     };
     let telemetry = batcher::Telemetry {
         metrics: app.metrics.clone(),
-        tracer: app.tracer.clone(),
+        dispatch: app.dispatch.clone(),
         device: mc.device.to_string().into(),
     };
     let (thread, batcher_died) =
@@ -280,7 +297,12 @@ fn start_pipeline(app: &App) -> Result<(Pipeline, JoinHandle<()>), ServeError> {
     }
     app.metrics
         .model_info
-        .with_label_values(&[&mc.name, &version, &mc.device.to_string(), "fp32"])
+        .get_or_create(&crate::telemetry::metrics::ModelLabels {
+            device: mc.device.to_string(),
+            model: mc.name.clone(),
+            precision: "fp32",
+            version,
+        })
         .set(1);
     tracing::info!(
         path = %model.path.display(),

@@ -5,14 +5,14 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use prometheus::IntGauge;
+use prometheus_client::metrics::gauge::Gauge;
 
 /// The counter of waiting images.
 #[derive(Debug)]
 pub struct Admission {
     waiting: AtomicUsize,
     limit: usize,
-    gauge: IntGauge,
+    gauge: Gauge,
 }
 
 /// One admitted image; dropping it frees its place.
@@ -21,7 +21,7 @@ pub struct Permit(Arc<Admission>);
 
 impl Admission {
     /// A counter allowing `limit` waiting images, mirrored into `gauge`.
-    pub fn new(limit: usize, gauge: IntGauge) -> Arc<Self> {
+    pub fn new(limit: usize, gauge: Gauge) -> Arc<Self> {
         Arc::new(Self {
             waiting: AtomicUsize::new(0),
             limit,
@@ -51,6 +51,12 @@ impl Admission {
     }
 }
 
+impl Permit {
+    /// Gives the place back: the image's batch has started. (Dropping does the same; this
+    /// names the moment.)
+    pub fn release(self) {}
+}
+
 impl Drop for Permit {
     fn drop(&mut self) {
         self.0.waiting.fetch_sub(1, Ordering::AcqRel);
@@ -64,7 +70,7 @@ mod tests {
 
     #[test]
     fn admits_up_to_the_limit_and_frees_on_drop() {
-        let gauge = IntGauge::new("g", "g").unwrap();
+        let gauge = Gauge::default();
         let a = Admission::new(2, gauge.clone());
         let p1 = a.try_admit().unwrap();
         let _p2 = a.try_admit().unwrap();

@@ -20,8 +20,8 @@ use engine::{BatchBuffer, BatchOutput, EngineError, Job, Lanes};
 
 use crate::batching::admission::Admission;
 use crate::batching::queue::{InferOutput, Pending, Queue};
-use crate::telemetry::metrics::Metrics;
-use crate::telemetry::trace::{BatchSpan, Tracer};
+use crate::telemetry::metrics::{Metrics, ReasonLabel};
+use crate::telemetry::trace::spans;
 
 struct LaneState {
     in_flight: usize,
@@ -41,8 +41,8 @@ struct Finished {
 pub struct Telemetry {
     /// Batch size, queue wait, cancellations.
     pub metrics: Metrics,
-    /// Batch spans.
-    pub tracer: Tracer,
+    /// The server's subscriber: batch spans are made under it.
+    pub dispatch: tracing::Dispatch,
     /// `cpu` or `cuda:N`, for the batch span.
     pub device: Arc<str>,
 }
@@ -102,7 +102,6 @@ pub fn spawn(
         admission,
         done_tx,
         metrics: telemetry.metrics,
-        tracer: telemetry.tracer,
         device: telemetry.device,
         started: 0,
     };
@@ -112,6 +111,7 @@ pub fn spawn(
         .name("batcher".into())
         .spawn(move || {
             let _watch = watch;
+            let _dispatch = tracing::dispatcher::set_default(&telemetry.dispatch);
             b.run(requests, done_rx);
             b.lanes.shutdown();
         })?;
@@ -127,7 +127,6 @@ struct Batcher {
     admission: Arc<Admission>,
     done_tx: Sender<Finished>,
     metrics: Metrics,
-    tracer: Tracer,
     device: Arc<str>,
     /// Batches started so far.
     started: usize,
@@ -205,14 +204,18 @@ impl Batcher {
                 let dropped = self.queue.drop_dead(now);
                 self.metrics
                     .rejected
-                    .with_label_values(&["cancelled"])
+                    .get_or_create(&ReasonLabel {
+                        reason: "cancelled",
+                    })
                     .inc_by(dropped as u64);
                 return;
             };
             let taken = self.queue.next_batch(self.config.max_batch, now);
             self.metrics
                 .rejected
-                .with_label_values(&["cancelled"])
+                .get_or_create(&ReasonLabel {
+                    reason: "cancelled",
+                })
                 .inc_by(taken.dropped as u64);
             if !taken.batch.is_empty() {
                 self.submit(lane, taken.batch, now);
@@ -231,9 +234,9 @@ impl Batcher {
             .expect("a lane with room has a free buffer");
         buffer.clear();
         let mut tickets: Vec<Ticket> = Vec::with_capacity(batch.len());
-        let links: Vec<_> = batch.iter().filter_map(|p| p.trace).collect();
-        let span = (!links.is_empty())
-            .then(|| BatchSpan::begin(&self.tracer, links, lane, self.device.clone()));
+        let links: Vec<_> = batch.iter().filter_map(|p| p.link.clone()).collect();
+        let span =
+            (!links.is_empty()).then(|| spans::batch(links, batch.len(), lane, &self.device));
         for p in fill(&mut buffer, batch, now) {
             self.metrics.queue_wait.observe(p.1.as_secs_f64());
             tickets.push(p);
@@ -249,9 +252,10 @@ impl Batcher {
         let job = Job {
             batch: buffer,
             done: Box::new(move |buffer, result| {
-                if let Some(span) = span {
-                    span.end(n, result.as_ref().err());
+                if let (Some(span), Err(e)) = (&span, &result) {
+                    spans::batch_failed(span, e);
                 }
+                drop(span); // ends it: the batch is done
                 reply_all(tickets, result);
                 let _ = done_tx.send(Finished { lane, buffer });
             }),
@@ -304,7 +308,12 @@ type Ticket = (
 /// shifting every later image of the batch. The images and permits are released here.
 fn fill(buffer: &mut BatchBuffer, batch: Vec<Pending>, now: Instant) -> Vec<Ticket> {
     let mut tickets = Vec::with_capacity(batch.len());
+    let size = batch.len();
     for p in batch {
+        p.queue_span.record("inference.batch_size", size as i64);
+        // The batch starts: the image leaves the admission count and its queue span ends.
+        p.permit.release();
+        drop(p.queue_span);
         if buffer.push(&p.image) {
             tickets.push((p.reply, now - p.enqueued));
         } else {
@@ -441,14 +450,15 @@ mod tests {
             deadline: now + Duration::from_secs(5),
             reply,
             permit: admission.try_admit().expect("room"),
-            trace: None,
+            link: None,
+            queue_span: tracing::Span::none(),
         };
         (p, rx)
     }
 
     #[test]
     fn an_image_of_the_wrong_size_fails_alone_and_the_others_keep_their_slots() {
-        let admission = Admission::new(8, prometheus::IntGauge::new("q", "q").unwrap());
+        let admission = Admission::new(8, Default::default());
         let (a, _ra) = pending(engine::IMAGE_BYTES, &admission);
         let (bad, mut rbad) = pending(engine::IMAGE_BYTES - 3, &admission);
         let (c, _rc) = pending(engine::IMAGE_BYTES, &admission);

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use crate::batching::admission::Permit;
-use crate::telemetry::trace::{SpanId, TraceId};
 
 /// What a request receives from the engine.
 #[derive(Debug)]
@@ -36,11 +35,13 @@ pub struct Pending {
     pub deadline: Instant,
     /// Where the answer goes; closed when the client has gone.
     pub reply: oneshot::Sender<InferReply>,
-    /// Its place in the admission count, released when its batch starts (held for its `Drop`).
-    #[allow(dead_code)]
+    /// Its place in the admission count: taken before the body was read, released by the
+    /// batcher when its batch starts ([`Permit::release`]), or on drop if it never gets there.
     pub permit: Permit,
-    /// The request's span, when it is traced: the batch span links to it.
-    pub trace: Option<(TraceId, SpanId)>,
+    /// The request's span, when it is recorded: the batch span links to it.
+    pub link: Option<opentelemetry::trace::SpanContext>,
+    /// Enqueue → batch start (`Span::none()` when the request is not traced).
+    pub queue_span: tracing::Span,
 }
 
 impl Pending {
@@ -128,13 +129,14 @@ mod tests {
             deadline: at + ttl,
             reply: tx,
             permit: adm.try_admit().unwrap(),
-            trace: None,
+            link: None,
+            queue_span: tracing::Span::none(),
         };
         (p, rx)
     }
 
     fn admission() -> Arc<Admission> {
-        Admission::new(100, prometheus::IntGauge::new("g", "g").unwrap())
+        Admission::new(100, Default::default())
     }
 
     #[test]

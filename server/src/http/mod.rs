@@ -7,7 +7,6 @@ pub mod intake;
 pub(crate) mod multipart;
 pub mod predict;
 
-use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,16 +14,17 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::sync::oneshot;
+use tracing::{Instrument, Span};
 
 use crate::batching::admission::Permit;
 use crate::batching::queue::{InferOutput, Pending};
 use crate::error::ApiError;
 use crate::imaging::pool::PoolError;
 use crate::telemetry::metrics::OPENMETRICS_CONTENT_TYPE;
-use crate::telemetry::trace::{RequestSpan, SpanKind, SpanRecord, Tracer, Value};
+use crate::telemetry::trace::spans;
 use crate::{imaging, App, Pipeline};
 use predict::{top_k, PredictResponse};
 
@@ -33,7 +33,7 @@ pub type HttpResponse = Response<Full<Bytes>>;
 
 const ROUTES: [&str; 4] = ["/predict", "/health", "/ready", "/metrics"];
 
-/// Serves one request.
+/// Serves one request, inside its span.
 pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> HttpResponse {
     let method = method_label(req.method());
     let route = ROUTES
@@ -41,43 +41,20 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
         .copied()
         .find(|r| *r == req.uri().path())
         .unwrap_or("unknown");
-    let traceparent = req
-        .headers()
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok());
     // Probes and scrapes arrive every few seconds: traced only when a caller asks.
-    let quiet = matches!(route, "/health" | "/ready" | "/metrics") && traceparent.is_none();
-    let tracer = if quiet {
-        &Tracer::disabled()
-    } else {
-        &app.tracer
-    };
-    let span = RequestSpan::begin(tracer, traceparent);
+    let quiet = matches!(route, "/health" | "/ready" | "/metrics");
+    let port = app.config.http.port;
+    let span = spans::request(method, route, req.headers(), peer, port, quiet);
+    let started = Instant::now();
     let request_id = app.request_id(req.headers());
     // Only a recorded span carries it: no allocation per request otherwise.
-    let user_agent = span
-        .sampled
-        .then(|| header_string(req.headers(), "user-agent"))
-        .flatten();
-    let result = match (route, req.method()) {
-        ("/health", &Method::GET) => app
-            .alive()
-            .map(|()| json(StatusCode::OK, r#"{"status":"ok"}"#.into())),
-        ("/ready", &Method::GET) => app
-            .ready()
-            .map(|()| json(StatusCode::OK, r#"{"status":"ready"}"#.into())),
-        ("/metrics", &Method::GET) if app.config.telemetry.enable_metrics => {
-            Ok(metrics(&app, req.headers()))
-        }
-        ("/predict", &Method::POST) => predict(&app, req, &span).await,
-        ("unknown", _) | ("/metrics", &Method::GET) => Err(ApiError::NotFound),
-        _ => Err(ApiError::MethodNotAllowed),
-    };
+    let user_agent =
+        spans::sampled_ids(&span).and_then(|_| header_string(req.headers(), "user-agent"));
+    let result = route_request(&app, req, method, route)
+        .instrument(span.clone())
+        .await;
     let mut response = result.unwrap_or_else(|e| {
-        app.metrics
-            .rejected
-            .with_label_values(&[e.reject_reason()])
-            .inc();
+        app.metrics.reject(e.reject_reason());
         error_response(&e, &app)
     });
     if let Ok(v) = HeaderValue::from_str(&request_id) {
@@ -89,10 +66,34 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
         status: response.status(),
         request_id: &request_id,
         user_agent,
-        peer,
+        elapsed: started.elapsed(),
     };
     finish(&app, &span, done);
     response
+}
+
+async fn route_request(
+    app: &App,
+    req: Request<Incoming>,
+    method: &'static str,
+    route: &'static str,
+) -> Result<HttpResponse, ApiError> {
+    match (route, method) {
+        ("/health", "GET") => app
+            .alive()
+            .map(|()| json(StatusCode::OK, r#"{"status":"ok"}"#.into())),
+        ("/ready", "GET") => app
+            .ready()
+            .map(|()| json(StatusCode::OK, r#"{"status":"ready"}"#.into())),
+        ("/metrics", "GET") if app.config.telemetry.enable_metrics => Ok(respond(
+            StatusCode::OK,
+            OPENMETRICS_CONTENT_TYPE,
+            app.metrics.render(),
+        )),
+        ("/predict", "POST") => predict(app, req).await,
+        ("unknown", _) | ("/metrics", "GET") => Err(ApiError::NotFound),
+        _ => Err(ApiError::MethodNotAllowed),
+    }
 }
 
 /// What [`finish`] records about an answered request.
@@ -102,77 +103,33 @@ struct Done<'a> {
     status: StatusCode,
     request_id: &'a str,
     user_agent: Option<String>,
-    peer: SocketAddr,
+    elapsed: Duration,
 }
 
-/// Metrics (with the trace as exemplar), the server span, and the access-log line.
-fn finish(app: &App, span: &RequestSpan, d: Done<'_>) {
-    let elapsed = span.started().elapsed();
-    let exemplar = span.sampled.then(|| span.trace_id.to_string());
+/// Metrics (with the trace as exemplar), the server span's answer, and the access-log line.
+fn finish(app: &App, span: &Span, d: Done<'_>) {
     let status = d.status.as_u16();
-    app.metrics.observe_request(
-        d.method,
-        d.route,
-        d.status.as_str(),
-        elapsed.as_secs_f64(),
-        exemplar,
-    );
-    if span.sampled {
-        let mut attributes = vec![
-            ("http.request.method", Value::Str(d.method.into())),
-            ("http.route", Value::Str(d.route.into())),
-            ("url.scheme", Value::Str("http".into())),
-            ("http.response.status_code", Value::Int(i64::from(status))),
-            ("network.protocol.version", Value::Str("1.1".into())),
-            ("server.port", Value::Int(i64::from(app.config.http.port))),
-            ("client.address", Value::Str(d.peer.ip().to_string().into())),
-            ("request.id", Value::Str(d.request_id.to_owned().into())),
-        ];
-        if let Some(ua) = d.user_agent {
-            attributes.push(("user_agent.original", Value::Str(ua.into())));
-        }
-        if status >= 500 {
-            attributes.push((
-                "error.type",
-                Value::Str(d.status.as_str().to_owned().into()),
-            ));
-        }
-        app.tracer.record(SpanRecord {
-            trace_id: span.trace_id,
-            span_id: span.span_id,
-            parent: span.parent,
-            name: span_name(d.method, d.route),
-            kind: SpanKind::Server,
-            start: span.wall(span.started()),
-            end: span.wall(span.started() + elapsed),
-            attributes,
-            links: Vec::new(),
-            error: (status >= 500).then(|| d.status.to_string()),
-        });
+    let sampled = spans::sampled_ids(span);
+    let exemplar = sampled.map(|(t, _)| t.to_string());
+    let seconds = d.elapsed.as_secs_f64();
+    app.metrics
+        .observe_request(d.method, d.route, status, seconds, exemplar);
+    if sampled.is_some() {
+        spans::respond(span, status, d.request_id, d.user_agent.as_deref());
     }
+    let ids = spans::ids(span);
     tracing::info!(
         request_id = %d.request_id,
-        trace_id = %span.trace_id,
-        span_id = %span.span_id,
+        trace_id = ids.map(|(t, _)| tracing::field::display(t)),
+        span_id = ids.map(|(_, s)| tracing::field::display(s)),
         method = d.method,
         route = d.route,
         status,
-        latency_ms = elapsed.as_micros() as f64 / 1e3, // whole µs: 0.723, not 0.72334999…
+        latency_ms = d.elapsed.as_micros() as f64 / 1e3, // whole µs: 0.723, not 0.72334999…
         "request"
     );
     if let Some(hook) = &app.hooks.on_response {
         hook(d.route, status);
-    }
-}
-
-/// `METHOD route`, static for the routes and methods that carry traffic.
-fn span_name(method: &'static str, route: &'static str) -> Cow<'static, str> {
-    match (method, route) {
-        ("POST", "/predict") => Cow::Borrowed("POST /predict"),
-        ("GET", "/health") => Cow::Borrowed("GET /health"),
-        ("GET", "/ready") => Cow::Borrowed("GET /ready"),
-        ("GET", "/metrics") => Cow::Borrowed("GET /metrics"),
-        _ => Cow::Owned(format!("{method} {route}")),
     }
 }
 
@@ -228,19 +185,6 @@ fn error_response(e: &ApiError, app: &App) -> HttpResponse {
 }
 
 /// The classic text format, or OpenMetrics (with exemplars) when the scraper accepts it.
-fn metrics(app: &App, headers: &HeaderMap) -> HttpResponse {
-    let accept = headers
-        .get(ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if accept.contains("application/openmetrics-text") {
-        let body = app.metrics.render_openmetrics();
-        return respond(StatusCode::OK, OPENMETRICS_CONTENT_TYPE, body);
-    }
-    let content_type = "text/plain; version=0.0.4; charset=utf-8";
-    respond(StatusCode::OK, content_type, app.metrics.render())
-}
-
 fn parse_top_k(query: Option<&str>, classes: usize) -> Result<usize, ApiError> {
     let raw = query
         .unwrap_or("")
@@ -271,12 +215,8 @@ async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
     }
 }
 
-async fn predict(
-    app: &App,
-    req: Request<Incoming>,
-    span: &RequestSpan,
-) -> Result<HttpResponse, ApiError> {
-    let received = span.started();
+async fn predict(app: &App, req: Request<Incoming>) -> Result<HttpResponse, ApiError> {
+    let received = Instant::now();
     let timeout = app.config.http.request_timeout;
     let deadline = received + timeout;
     let pipeline = app.pipeline()?;
@@ -299,15 +239,7 @@ async fn predict(
         .admission
         .try_admit()
         .ok_or(ApiError::QueueFull(app.admission.limit()))?;
-    let work = classify(
-        app,
-        &pipeline,
-        req.into_body(),
-        kind,
-        permit,
-        deadline,
-        span,
-    );
+    let work = classify(app, &pipeline, req.into_body(), kind, permit, deadline);
     let c = tokio::time::timeout_at(deadline.into(), work)
         .await
         .map_err(|_| ApiError::Deadline(timeout))??;
@@ -335,8 +267,8 @@ struct Classified {
     preprocess: Duration,
 }
 
-/// Body → image bytes → decode pool → batcher → logits, with the decode and preprocess times;
-/// records the decode, preprocess and queue spans of a traced request.
+/// Body → image bytes → decode pool → batcher → logits, with the decode and preprocess times.
+/// Runs inside the request's span: the decode pool's spans and the queue span are its children.
 async fn classify(
     app: &App,
     pipeline: &Pipeline,
@@ -344,7 +276,6 @@ async fn classify(
     kind: intake::BodyKind,
     permit: Permit,
     deadline: Instant,
-    span: &RequestSpan,
 ) -> Result<Classified, ApiError> {
     let body = read_body(body, app.config.http.max_body_bytes).await?;
     let image = intake::image_bytes(body, &kind)?;
@@ -367,9 +298,9 @@ async fn classify(
         deadline,
         reply: tx,
         permit,
-        trace: span.link(),
+        link: spans::link(&Span::current()),
+        queue_span: spans::queue(),
     };
-    let enqueued = pending.enqueued;
     pipeline
         .requests
         .try_send(pending)
@@ -378,18 +309,6 @@ async fn classify(
         .await
         .map_err(|_| ApiError::Engine(engine::EngineError::ShutDown))?
         .map_err(ApiError::Engine)?;
-    if span.sampled {
-        let decoded = pre.started + pre.decode;
-        app.tracer
-            .record(span.child("decode", pre.started, decoded));
-        app.tracer
-            .record(span.child("preprocess", decoded, decoded + pre.preprocess));
-        let mut queue = span.child("queue", enqueued, enqueued + out.queue_wait);
-        queue
-            .attributes
-            .push(("inference.batch_size", Value::Int(out.batch_size as i64)));
-        app.tracer.record(queue);
-    }
     Ok(Classified {
         out,
         decode: pre.decode,
@@ -408,10 +327,7 @@ impl App {
             .chain(engine);
         let mut header = Vec::new();
         for (stage, d) in all {
-            self.metrics
-                .stage_duration
-                .with_label_values(&[stage])
-                .observe(d.as_secs_f64());
+            self.metrics.observe_stage(stage, d.as_secs_f64());
             header.push(format!("{stage};dur={:.3}", d.as_secs_f64() * 1e3));
         }
         header.push(format!("batch;desc=\"size {}\"", out.batch_size));

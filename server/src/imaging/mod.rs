@@ -56,11 +56,14 @@ pub struct Preprocessed {
 /// Decodes `bytes` and resizes/crops to the network input.
 pub fn preprocess(bytes: &[u8], max_pixels: u64) -> Result<Preprocessed, DecodeError> {
     let start = Instant::now();
-    let rgb = decode_rgb(bytes, max_pixels)?;
+    let rgb = tracing::info_span!(target: "gateway::imaging", "decode")
+        .in_scope(|| decode_rgb(bytes, max_pixels))?;
     let decoded = Instant::now();
     let (w, h) = (rgb.width() as usize, rgb.height() as usize);
     let side = models::RESIZE_SHORTER_SIDE as usize;
-    let pixels = resize::resize_centre_crop(rgb.as_raw(), w, h, side, models::CROP_SIDE as usize);
+    let pixels = tracing::info_span!(target: "gateway::imaging", "preprocess").in_scope(|| {
+        resize::resize_centre_crop(rgb.as_raw(), w, h, side, models::CROP_SIDE as usize)
+    });
     Ok(Preprocessed {
         pixels,
         decode: decoded - start,

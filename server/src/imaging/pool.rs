@@ -56,9 +56,14 @@ impl BlockingPool {
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, PoolError> {
         let (tx, rx) = oneshot::channel();
+        // The task runs under the caller's subscriber and inside its span, so what it logs and
+        // the spans it makes belong to the request that sent it.
+        let dispatch = tracing::dispatcher::get_default(Clone::clone);
+        let span = tracing::Span::current();
         let task: Task = Box::new(move || {
             if !tx.is_closed() {
-                let _ = tx.send(f());
+                let out = tracing::dispatcher::with_default(&dispatch, || span.in_scope(f));
+                let _ = tx.send(out);
             }
         });
         let sender = self.tx.as_ref().ok_or(PoolError::Busy)?;

@@ -7,61 +7,59 @@
 //! `CUDA_DEVICE_ORDER=PCI_BUS_ID` is set.
 
 use nvml_wrapper::Nvml;
-use prometheus::core::{Collector, Desc};
-use prometheus::proto::MetricFamily;
-use prometheus::{GaugeVec, Opts};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::gauge::ConstGauge;
 
 /// Reads the served GPU's utilisation and memory at each scrape.
 pub struct GpuCollector {
     nvml: Nvml,
     gpu: u32,
-    utilization: GaugeVec,
-    memory: GaugeVec,
+}
+
+impl std::fmt::Debug for GpuCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GpuCollector")
+            .field("gpu", &self.gpu)
+            .finish()
+    }
 }
 
 impl GpuCollector {
-    /// `None` (with the reason) when NVML cannot be loaded or has no device `gpu`.
+    /// `Err` (with the reason) when NVML cannot be loaded or has no device `gpu`.
     pub fn new(gpu: u32) -> Result<Self, String> {
         let nvml = Nvml::init().map_err(|e| format!("NVML: {e}"))?;
         nvml.device_by_index(gpu)
             .map_err(|e| format!("NVML device {gpu}: {e}"))?;
-        let gauge = |name: &str, help: &str| {
-            GaugeVec::new(Opts::new(name, help), &["gpu"]).expect("valid gauge")
-        };
-        Ok(GpuCollector {
-            nvml,
-            gpu,
-            utilization: gauge(
-                "gpu_utilization_ratio",
-                "Fraction of the last sample period in which a kernel ran (NVML)",
-            ),
-            memory: gauge("gpu_memory_used_bytes", "GPU memory in use (NVML)"),
-        })
+        Ok(GpuCollector { nvml, gpu })
     }
 }
 
 impl Collector for GpuCollector {
-    fn desc(&self) -> Vec<&Desc> {
-        let mut d = self.utilization.desc();
-        d.extend(self.memory.desc());
-        d
-    }
-
-    fn collect(&self) -> Vec<MetricFamily> {
-        let label = self.gpu.to_string();
-        let mut out = Vec::new();
-        if let Ok(device) = self.nvml.device_by_index(self.gpu) {
-            if let Ok(u) = device.utilization_rates() {
-                let g = self.utilization.with_label_values(&[&label]);
-                g.set(f64::from(u.gpu) / 100.0);
-                out.extend(self.utilization.collect());
-            }
-            if let Ok(m) = device.memory_info() {
-                let g = self.memory.with_label_values(&[&label]);
-                g.set(m.used as f64);
-                out.extend(self.memory.collect());
-            }
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> std::fmt::Result {
+        let Ok(device) = self.nvml.device_by_index(self.gpu) else {
+            return Ok(());
+        };
+        let label = [("gpu", self.gpu.to_string())];
+        let mut gauge = |name: &str, help: &str, v: f64| -> std::fmt::Result {
+            let g = ConstGauge::new(v);
+            let mut family = encoder.encode_descriptor(name, help, None, g.metric_type())?;
+            g.encode(family.encode_family(&label)?)
+        };
+        if let Ok(u) = device.utilization_rates() {
+            gauge(
+                "gpu_utilization_ratio",
+                "Fraction of the last sample period in which a kernel ran (NVML)",
+                f64::from(u.gpu) / 100.0,
+            )?;
         }
-        out
+        if let Ok(m) = device.memory_info() {
+            gauge(
+                "gpu_memory_used_bytes",
+                "GPU memory in use (NVML)",
+                m.used as f64,
+            )?;
+        }
+        Ok(())
     }
 }

@@ -1,7 +1,9 @@
 //! The standard OpenTelemetry samplers, chosen by `OTEL_TRACES_SAMPLER` and
 //! `OTEL_TRACES_SAMPLER_ARG`.
 
-use super::context::{Parent, TraceId};
+use opentelemetry::trace::{Link, SpanKind, TraceId, TraceState};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_sdk::trace::{Sampler as Sdk, SamplingDecision, SamplingResult, ShouldSample};
 
 /// Whether a new request span is recorded and exported.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -25,16 +27,6 @@ pub enum Root {
     AlwaysOff,
     /// `parentbased_traceidratio`.
     Ratio(f64),
-}
-
-fn ratio(trace: TraceId, r: f64) -> bool {
-    if r >= 1.0 {
-        return true;
-    }
-    // Compare the trace id's low 63 bits with the threshold, so every service that samples by
-    // ratio keeps the same traces.
-    let threshold = (r.max(0.0) * (1u64 << 63) as f64) as u64;
-    (trace.low_u64() >> 1) < threshold
 }
 
 impl Sampler {
@@ -69,23 +61,52 @@ impl Sampler {
         )
     }
 
-    /// The decision for a span in `trace` whose caller was `parent`.
-    pub fn sample(&self, trace: TraceId, parent: Option<&Parent>) -> bool {
-        match (self, parent) {
-            (Sampler::AlwaysOn, _) => true,
-            (Sampler::AlwaysOff, _) => false,
-            (Sampler::Ratio(r), _) => ratio(trace, *r),
-            (Sampler::ParentBased(_), Some(p)) => p.sampled,
-            (Sampler::ParentBased(Root::AlwaysOn), None) => true,
-            (Sampler::ParentBased(Root::AlwaysOff), None) => false,
-            (Sampler::ParentBased(Root::Ratio(r)), None) => ratio(trace, *r),
+    /// The SDK's sampler for this choice, with one rule of the gateway's: a batch span (made only
+    /// when some request in the batch is recorded) is always recorded, since it has no parent
+    /// to follow and its links are what make the requests' traces whole.
+    pub fn to_sdk(self) -> GatewaySampler {
+        let root = |r: Root| match r {
+            Root::AlwaysOn => Sdk::AlwaysOn,
+            Root::AlwaysOff => Sdk::AlwaysOff,
+            Root::Ratio(x) => Sdk::TraceIdRatioBased(x),
+        };
+        GatewaySampler(match self {
+            Sampler::AlwaysOn => Sdk::AlwaysOn,
+            Sampler::AlwaysOff => Sdk::AlwaysOff,
+            Sampler::Ratio(x) => Sdk::TraceIdRatioBased(x),
+            Sampler::ParentBased(r) => Sdk::ParentBased(Box::new(root(r))),
+        })
+    }
+}
+
+/// The configured SDK sampler, except that `inference.batch` spans are always recorded.
+#[derive(Clone, Debug)]
+pub struct GatewaySampler(Sdk);
+
+impl ShouldSample for GatewaySampler {
+    fn should_sample(
+        &self,
+        parent: Option<&Context>,
+        trace_id: TraceId,
+        name: &str,
+        kind: &SpanKind,
+        attributes: &[KeyValue],
+        links: &[Link],
+    ) -> SamplingResult {
+        if name == super::spans::BATCH_SPAN {
+            return SamplingResult {
+                decision: SamplingDecision::RecordAndSample,
+                attributes: Vec::new(),
+                trace_state: TraceState::default(),
+            };
         }
+        self.0
+            .should_sample(parent, trace_id, name, kind, attributes, links)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::context::SpanId;
     use super::*;
 
     #[test]
@@ -103,28 +124,23 @@ mod tests {
     }
 
     #[test]
-    fn ratio_keeps_about_that_fraction_and_parents_decide() {
-        let s = Sampler::Ratio(0.25);
-        let kept = (0..20_000)
-            .filter(|_| s.sample(TraceId::random(), None))
-            .count();
-        assert!((4_500..5_500).contains(&kept), "{kept} of 20000 at 0.25");
-        assert_eq!(
-            (0..100)
-                .filter(|_| Sampler::Ratio(0.0).sample(TraceId::random(), None))
-                .count(),
-            0
-        );
-        let parent = |sampled| Parent {
-            trace_id: TraceId::random(),
-            span_id: SpanId::random(),
-            sampled,
+    fn batch_spans_are_recorded_whatever_the_root_sampler_says() {
+        let s = Sampler::ParentBased(Root::AlwaysOff).to_sdk();
+        let decide = |name| {
+            s.should_sample(
+                None,
+                TraceId::from(7u128),
+                name,
+                &SpanKind::Internal,
+                &[],
+                &[],
+            )
+            .decision
         };
-        let pb = Sampler::ParentBased(Root::AlwaysOff);
-        assert!(pb.sample(TraceId::random(), Some(&parent(true))));
-        assert!(
-            !Sampler::ParentBased(Root::AlwaysOn).sample(TraceId::random(), Some(&parent(false)))
+        assert_eq!(
+            decide(super::super::spans::BATCH_SPAN),
+            SamplingDecision::RecordAndSample
         );
-        assert!(!pb.sample(TraceId::random(), None));
+        assert_eq!(decide("request"), SamplingDecision::Drop);
     }
 }
