@@ -1,12 +1,14 @@
-//! The hot path of `/predict`, one stage per benchmark group, on the project's test images.
+//! The hot path of `/predict`, one stage per benchmark group, on the project's test images, and
+//! the batcher's decision.
 
 // criterion's macros define undocumented public items.
 #![allow(missing_docs)]
 
 use std::hint::black_box;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 
 fn image(name: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -100,5 +102,49 @@ fn answer(c: &mut Criterion) {
     });
 }
 
-criterion_group!(hot_path, decode, resize, normalise, multipart, answer);
+/// The batcher's per-batch decision: take `max` live images from a queue of `2 × max`, a quarter of
+/// them dead (deadline passed), which are dropped on the way.
+fn next_batch(c: &mut Criterion) {
+    use gateway::batching::admission::Admission;
+    use gateway::batching::queue::{Pending, Queue};
+    let admission = Admission::new(1 << 20, Default::default());
+    let now = Instant::now();
+    let mut g = c.benchmark_group("next_batch");
+    for max in [8usize, 64, 256] {
+        let setup = || {
+            let mut q = Queue::default();
+            let mut replies = Vec::new();
+            for i in 0..2 * max {
+                let (reply, rx) = tokio::sync::oneshot::channel();
+                let ttl = if i % 4 == 3 {
+                    Duration::ZERO
+                } else {
+                    Duration::from_secs(30)
+                };
+                q.push(Pending {
+                    image: Vec::new(),
+                    enqueued: now,
+                    deadline: now + ttl,
+                    reply,
+                    permit: admission.try_admit().expect("room"),
+                    link: None,
+                    queue_span: tracing::Span::none(),
+                });
+                replies.push(rx);
+            }
+            (q, replies)
+        };
+        g.throughput(Throughput::Elements(max as u64));
+        g.bench_function(BenchmarkId::from_parameter(max), |b| {
+            b.iter_batched(
+                setup,
+                |(mut q, replies)| (q.next_batch(black_box(max), now), q, replies),
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(hot_path, decode, resize, normalise, multipart, answer, next_batch);
 criterion_main!(hot_path);

@@ -20,7 +20,7 @@ pub mod error;
 pub mod imaging;
 pub mod telemetry;
 
-mod batching;
+pub mod batching;
 mod http;
 mod serve;
 

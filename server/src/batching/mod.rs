@@ -3,6 +3,6 @@
 //! and hands out batches, and the [`batcher`] thread decides when a batch starts on which lane and
 //! copies its images straight into the lane's batch buffer.
 
-pub(crate) mod admission;
+pub mod admission;
 pub(crate) mod batcher;
-pub(crate) mod queue;
+pub mod queue;

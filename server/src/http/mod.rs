@@ -184,7 +184,6 @@ fn error_response(e: &ApiError, app: &App) -> HttpResponse {
     r
 }
 
-/// The classic text format, or OpenMetrics (with exemplars) when the scraper accepts it.
 fn parse_top_k(query: Option<&str>, classes: usize) -> Result<usize, ApiError> {
     let raw = query
         .unwrap_or("")
