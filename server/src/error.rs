@@ -54,6 +54,9 @@ pub enum ApiError {
     /// No such route.
     #[error("no route for this path")]
     NotFound,
+    /// A model name this server does not serve.
+    #[error("no model named {0:?} is served here")]
+    ModelNotFound(String),
     /// Route exists, method does not.
     #[error("method not allowed for this path")]
     MethodNotAllowed,
@@ -73,7 +76,7 @@ impl ApiError {
             Self::QueueFull(_) | Self::DecodeBusy => StatusCode::TOO_MANY_REQUESTS,
             Self::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Deadline(_) => StatusCode::GATEWAY_TIMEOUT,
-            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::NotFound | Self::ModelNotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Engine(
                 engine::EngineError::Restarting(_)
@@ -96,6 +99,7 @@ impl ApiError {
             Self::NotReady(_) => "not_ready",
             Self::Deadline(_) => "deadline_exceeded",
             Self::NotFound => "not_found",
+            Self::ModelNotFound(_) => "model_not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Engine(engine::EngineError::Restarting(_)) => "engine_restarting",
             Self::Engine(engine::EngineError::DeviceLost(_)) => "device_lost",
@@ -115,7 +119,7 @@ impl ApiError {
             Self::QueueFull(_) | Self::DecodeBusy => "queue_full",
             Self::NotReady(_) => "not_ready",
             Self::Deadline(_) => "deadline",
-            Self::NotFound | Self::MethodNotAllowed => "not_found",
+            Self::NotFound | Self::ModelNotFound(_) | Self::MethodNotAllowed => "not_found",
             Self::Engine(_) => "engine_error",
         }
     }

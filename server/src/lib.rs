@@ -22,6 +22,7 @@ pub mod telemetry;
 
 pub mod batching;
 mod http;
+mod model_control;
 mod serve;
 
 pub use http::{intake, predict};
@@ -53,6 +54,8 @@ pub(crate) struct Pipeline {
     health: Arc<engine::Health>,
     /// Set if the batcher thread died.
     batcher_died: Arc<AtomicBool>,
+    /// The model file's content version (`model_control::content_version`).
+    version: String,
 }
 
 /// State shared by every connection.
@@ -68,6 +71,12 @@ pub(crate) struct App {
     dispatch: tracing::Dispatch,
     /// The span export pipeline, when tracing is on (flushed last at shutdown).
     tracing: Option<trace::Tracing>,
+    /// Reloads happen one at a time.
+    reloading: tokio::sync::Mutex<()>,
+    /// Batcher threads: the serving one and any retired by a reload that are still finishing.
+    batchers: parking_lot::Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// The `model_info` series of the serving model.
+    model_labels: parking_lot::Mutex<Option<telemetry::metrics::ModelLabels>>,
     hooks: Hooks,
 }
 
@@ -94,9 +103,43 @@ impl App {
             ids: (RandomState::new(), AtomicU64::new(0)),
             dispatch,
             tracing,
+            reloading: tokio::sync::Mutex::new(()),
+            batchers: parking_lot::Mutex::default(),
+            model_labels: parking_lot::Mutex::default(),
             hooks,
         };
         Ok(app)
+    }
+
+    /// Serves `pipeline` from now on: requests that hold the previous one finish on it, and its
+    /// batcher stops when the last lets go. `model_info` follows.
+    fn install(&self, pipeline: Pipeline, thread: std::thread::JoinHandle<()>) {
+        let labels = telemetry::metrics::ModelLabels {
+            device: self.config.model.device.to_string(),
+            model: self.config.model.name.clone(),
+            precision: "fp32",
+            version: pipeline.version.clone(),
+        };
+        *self.pipeline.write() = Some(Arc::new(pipeline));
+        let previous = self.model_labels.lock().replace(labels.clone());
+        if let Some(old) = previous.filter(|old| *old != labels) {
+            self.metrics.model_info.remove(&old);
+        }
+        self.metrics.model_info.get_or_create(&labels).set(1);
+        let mut threads = self.batchers.lock();
+        threads.retain(|t| !t.is_finished());
+        threads.push(thread);
+    }
+
+    /// A pipeline built and not used (a refused reload): its batcher stops once it is dropped.
+    fn retire(&self, pipeline: Pipeline, thread: std::thread::JoinHandle<()>) {
+        drop(pipeline);
+        self.batchers.lock().push(thread);
+    }
+
+    /// Shutting down.
+    fn draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
     }
 
     /// The pipeline, when loaded and not draining.

@@ -95,7 +95,6 @@ async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
-    warn_unimplemented(&app.config);
     if let Some(t) = app
         .config
         .telemetry
@@ -111,7 +110,11 @@ async fn serve(
     });
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown, loader);
-    let mut batcher_thread = None;
+    let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel(1);
+    let _watcher = watch_model(&app, reload_tx.clone());
+    #[cfg(unix)]
+    reload_on_sighup(reload_tx)?;
+    let mut loaded = false;
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -135,16 +138,22 @@ async fn serve(
                 }
                 Err(e) => tracing::warn!(error = %e, "accept failed"),
             },
-            loaded = &mut loader, if batcher_thread.is_none() => {
-                let (pipeline, thread) = loaded.map_err(|e| std::io::Error::other(e.to_string()))??;
-                *app.pipeline.write() = Some(Arc::new(pipeline));
-                batcher_thread = Some(thread);
+            first = &mut loader, if !loaded => {
+                let (pipeline, thread) = first.map_err(|e| std::io::Error::other(e.to_string()))??;
+                app.install(pipeline, thread);
+                loaded = true;
                 tracing::info!(model = %app.config.model.name, "ready");
+            }
+            Some(cause) = reload_rx.recv() => {
+                let app = app.clone();
+                tokio::spawn(async move {
+                    let _ = crate::model_control::reload(&app, cause).await;
+                }.with_current_subscriber());
             }
             () = &mut shutdown => break,
         }
     }
-    drain(&app, listener, graceful, batcher_thread).await;
+    drain(&app, listener, graceful).await;
     if app.tracing.is_some() {
         // Last: the spans of every drained request are queued by now.
         let grace = app
@@ -161,12 +170,7 @@ async fn serve(
 }
 
 /// Not-ready first, stop accepting, drain HTTP, flush the batcher, join the engine.
-async fn drain(
-    app: &App,
-    listener: TcpListener,
-    graceful: GracefulShutdown,
-    batcher: Option<JoinHandle<()>>,
-) {
+async fn drain(app: &App, listener: TcpListener, graceful: GracefulShutdown) {
     let grace = app.config.http.graceful_shutdown_timeout;
     let deadline = tokio::time::Instant::now() + grace;
     tracing::info!(
@@ -182,18 +186,54 @@ async fn drain(
         tracing::warn!("connections still open at the shutdown deadline; closing them");
     }
     app.pipeline.write().take(); // the batcher sees its queue close once handlers let go
-    if let Some(thread) = batcher {
-        let joined = tokio::task::spawn_blocking(move || thread.join());
-        if tokio::time::timeout_at(deadline, joined).await.is_err() {
-            tracing::warn!("the engine did not finish before the shutdown deadline");
+                                 // The serving batcher, and any a reload retired that is still finishing its last batches.
+    let threads = std::mem::take(&mut *app.batchers.lock());
+    let joined =
+        tokio::task::spawn_blocking(move || threads.into_iter().for_each(|t| drop(t.join())));
+    if tokio::time::timeout_at(deadline, joined).await.is_err() {
+        tracing::warn!("the engine did not finish before the shutdown deadline");
+    }
+}
+
+/// With `RELOAD=true`, watches `MODEL_PATH`; the watcher lives as long as the value returned.
+fn watch_model(
+    app: &App,
+    tx: tokio::sync::mpsc::Sender<&'static str>,
+) -> Option<Box<dyn notify::Watcher + Send>> {
+    if !app.config.model.reload {
+        return None;
+    }
+    let Some(path) = &app.config.model.path else {
+        tracing::warn!(
+            "RELOAD=true watches MODEL_PATH, which is not set: the built-in model is not watched"
+        );
+        return None;
+    };
+    match crate::model_control::watch(path, tx) {
+        Ok(w) => {
+            tracing::info!(path = %path.display(), "watching the model file (RELOAD=true)");
+            Some(w)
+        }
+        Err(e) => {
+            tracing::error!(path = %path.display(), error = %e, "cannot watch the model file; SIGHUP and the repository API still reload");
+            None
         }
     }
 }
 
-fn warn_unimplemented(config: &Config) {
-    if config.model.reload {
-        tracing::warn!("RELOAD=true is not supported yet: the model file is not watched");
-    }
+/// `SIGHUP` asks for a reload (as it does of nginx or Prometheus).
+#[cfg(unix)]
+fn reload_on_sighup(tx: tokio::sync::mpsc::Sender<&'static str>) -> std::io::Result<()> {
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    tokio::spawn(
+        async move {
+            while hup.recv().await.is_some() {
+                let _ = tx.try_send("sighup");
+            }
+        }
+        .with_current_subscriber(),
+    );
+    Ok(())
 }
 
 /// The lane backend factory for the configured device, and how many batch buffers each lane
@@ -240,8 +280,8 @@ fn backends(
     }
 }
 
-/// Loads (or generates) the model, starts the lanes and the batcher. Blocking.
-fn start_pipeline(app: &App) -> Result<(Pipeline, JoinHandle<()>), ServeError> {
+/// Loads (or generates) the model, starts the lanes (warmed up) and the batcher. Blocking.
+pub(crate) fn start_pipeline(app: &App) -> Result<(Pipeline, JoinHandle<()>), ServeError> {
     let started = Instant::now();
     let mc = &app.config.model;
     engine::init_onnx_runtime(&mc.ort_dylib)?;
@@ -284,26 +324,7 @@ fn start_pipeline(app: &App) -> Result<(Pipeline, JoinHandle<()>), ServeError> {
     };
     let (thread, batcher_died) =
         batcher::spawn(config, lanes, buffers, rx, app.admission.clone(), telemetry)?;
-    let version = match model.origin {
-        "builtin" => format!("builtin-seed{}-v{}", mc.seed, models::GENERATOR_VERSION),
-        _ => model
-            .path
-            .file_name()
-            .map_or_else(String::new, |f| f.to_string_lossy().into_owned()),
-    };
-    #[cfg(feature = "cuda")]
-    if let Device::Cuda(gpu) = mc.device {
-        app.metrics.register_gpu(gpu);
-    }
-    app.metrics
-        .model_info
-        .get_or_create(&crate::telemetry::metrics::ModelLabels {
-            device: mc.device.to_string(),
-            model: mc.name.clone(),
-            precision: "fp32",
-            version,
-        })
-        .set(1);
+    let version = crate::model_control::content_version(&model.path)?;
     tracing::info!(
         path = %model.path.display(),
         input = %sig.input,
@@ -312,6 +333,7 @@ fn start_pipeline(app: &App) -> Result<(Pipeline, JoinHandle<()>), ServeError> {
         max_batch,
         device = %mc.device,
         warmup = ?warmup,
+        version = %version,
         elapsed_s = started.elapsed().as_secs_f64(),
         "model loaded"
     );
@@ -327,6 +349,7 @@ fn start_pipeline(app: &App) -> Result<(Pipeline, JoinHandle<()>), ServeError> {
             labels,
             health,
             batcher_died,
+            version,
         },
         thread,
     ))

@@ -6,6 +6,7 @@
 pub mod intake;
 pub(crate) mod multipart;
 pub mod predict;
+mod repository;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -40,6 +41,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
         .iter()
         .copied()
         .find(|r| *r == req.uri().path())
+        .or_else(|| repository::route(req.uri().path()))
         .unwrap_or("unknown");
     // Probes and scrapes arrive every few seconds: traced only when a caller asks.
     let quiet = matches!(route, "/health" | "/ready" | "/metrics");
@@ -73,7 +75,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
 }
 
 async fn route_request(
-    app: &App,
+    app: &Arc<App>,
     req: Request<Incoming>,
     method: &'static str,
     route: &'static str,
@@ -91,6 +93,18 @@ async fn route_request(
             app.metrics.render(),
         )),
         ("/predict", "POST") => predict(app, req).await,
+        (repository::INDEX, "POST") => {
+            app.authorize(req.headers())?;
+            repository::index(app)
+        }
+        (repository::LOAD, "POST") => {
+            app.authorize(req.headers())?;
+            repository::load(app, req.uri().path()).await
+        }
+        (repository::UNLOAD, "POST") => {
+            app.authorize(req.headers())?;
+            repository::unload(app, req.uri().path())
+        }
         ("unknown", _) | ("/metrics", "GET") => Err(ApiError::NotFound),
         _ => Err(ApiError::MethodNotAllowed),
     }
@@ -255,6 +269,9 @@ async fn predict(app: &App, req: Request<Incoming>) -> Result<HttpResponse, ApiE
     );
     if let Ok(v) = HeaderValue::from_str(&server_timing) {
         r.headers_mut().insert("server-timing", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&pipeline.version) {
+        r.headers_mut().insert("x-model-version", v);
     }
     Ok(r)
 }

@@ -78,6 +78,13 @@ pub struct ReasonLabel {
     pub reason: &'static str,
 }
 
+/// `result` of a model reload.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    /// `success` or `failure`.
+    pub result: &'static str,
+}
+
 /// `model_info`'s labels.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ModelLabels {
@@ -87,7 +94,7 @@ pub struct ModelLabels {
     pub model: String,
     /// `fp32`.
     pub precision: &'static str,
-    /// The model file (or the built-in model's seed and generator version).
+    /// The first 12 hex digits of the model file's SHA-256: which weights serve.
     pub version: String,
 }
 
@@ -115,6 +122,8 @@ pub struct Metrics {
     pub model_info: Family<ModelLabels, Gauge>,
     /// `trace_spans_dropped_total{reason}`: spans not exported (`queue_full`, `export_failed`).
     pub spans_dropped: Family<ReasonLabel, Counter>,
+    /// `model_reloads_total{result}`: reloads that swapped a new model in, or were refused.
+    pub model_reloads: Family<ResultLabel, Counter>,
 }
 
 fn request_histogram() -> LatencyHistogram {
@@ -139,6 +148,7 @@ impl Metrics {
             rejected: Family::default(),
             model_info: Family::default(),
             spans_dropped: Family::default(),
+            model_reloads: Family::default(),
         };
         let mut r = m.registry.lock();
         // Counters are registered without `_total`: the encoder appends it, as OpenMetrics asks.
@@ -178,6 +188,11 @@ impl Metrics {
             "trace_spans_dropped",
             "Spans not exported, by reason",
             m.spans_dropped.clone(),
+        );
+        r.register(
+            "model_reloads",
+            "Model reloads, by result (failure: the old model kept serving)",
+            m.model_reloads.clone(),
         );
         #[cfg(target_os = "linux")]
         r.register_collector(Box::new(process::ProcessCollector));

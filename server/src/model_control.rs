@@ -1,0 +1,171 @@
+//! Model control: a new model file goes live while the server serves.
+//!
+//! Triggers: `RELOAD=true` watches `MODEL_PATH` ([`watch`]: inotify on its directory, so an
+//! atomic rename or a Kubernetes volume's symlink swap is seen; polling where events are not
+//! available), `SIGHUP`, and `POST /v2/repository/models/{m}/load`. Each becomes one
+//! [`reload`], one at a time: wait until the file stops changing, load it on the side, validate
+//! it (the model loader's checks, and the same class count as the model serving), start new
+//! lanes and warm every batch size, then swap the pipeline in one write. Requests that already
+//! hold the old pipeline finish on it (its batcher drains and stops when the last one lets go);
+//! every later request goes to the new one, so no request sees an error or a mix. A file that
+//! fails any step is refused: the old model keeps serving and `/ready` stays 200.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use notify::Watcher;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use crate::telemetry::metrics::ResultLabel;
+use crate::App;
+
+/// A short id of a model file's content: the first 12 hex digits of its SHA-256.
+pub fn content_version(path: &Path) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hash = Sha256::new();
+    std::io::copy(&mut file, &mut hash)?;
+    Ok(hash.finalize()[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// Why a reload did not take place.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ReloadError {
+    /// The first model is still loading, or the server is draining.
+    #[error("the server is not serving a model yet, or is shutting down")]
+    NotServing,
+    /// The new file was refused; the old model keeps serving.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// What a successful reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reloaded {
+    /// The new content serves now.
+    Swapped {
+        /// Its [`content_version`].
+        version: String,
+    },
+    /// The file holds what already serves; nothing changed.
+    Unchanged {
+        /// The serving version.
+        version: String,
+    },
+}
+
+/// Loads `MODEL_PATH` again and swaps it in (see the module). `cause` is for the log.
+pub async fn reload(app: &Arc<App>, cause: &'static str) -> Result<Reloaded, ReloadError> {
+    let _one_at_a_time = app.reloading.lock().await;
+    let current = app.pipeline().map_err(|_| ReloadError::NotServing)?;
+    let started = Instant::now();
+    if let Some(path) = app.config.model.path.clone() {
+        settle(&path).await;
+        let same = tokio::task::spawn_blocking(move || content_version(&path))
+            .await
+            .ok()
+            .and_then(Result::ok);
+        if same.as_deref() == Some(current.version.as_str()) {
+            tracing::info!(cause, version = %current.version, "model file unchanged; not reloaded");
+            let version = current.version.clone();
+            return Ok(Reloaded::Unchanged { version });
+        }
+    }
+    let built = {
+        let app = app.clone();
+        tokio::task::spawn_blocking(move || crate::serve::start_pipeline(&app)).await
+    };
+    let outcome = match built {
+        Ok(Ok((pipeline, thread))) => {
+            let (classes, version) = (pipeline.classes, pipeline.version.clone());
+            if classes != current.classes {
+                app.retire(pipeline, thread);
+                Err(format!(
+                    "the new model has {classes} classes; the one serving has {}",
+                    current.classes
+                ))
+            } else if app.draining() {
+                app.retire(pipeline, thread);
+                return Err(ReloadError::NotServing);
+            } else {
+                app.install(pipeline, thread);
+                Ok(version)
+            }
+        }
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(format!("the loader panicked: {e}")),
+    };
+    let elapsed_s = started.elapsed().as_secs_f64();
+    let result = if outcome.is_ok() {
+        "success"
+    } else {
+        "failure"
+    };
+    app.metrics
+        .model_reloads
+        .get_or_create(&ResultLabel { result })
+        .inc();
+    match outcome {
+        Ok(version) => {
+            let old = &current.version;
+            tracing::info!(cause, old = %old, new = %version, elapsed_s, "model reloaded");
+            Ok(Reloaded::Swapped { version })
+        }
+        Err(why) => {
+            tracing::error!(cause, error = %why, elapsed_s, "model reload refused; the old model keeps serving");
+            Err(ReloadError::Refused(why))
+        }
+    }
+}
+
+/// Waits (up to 10 s) until `path`'s size and modification time hold still for 300 ms, so a
+/// file still being written is not read half-way.
+async fn settle(path: &Path) {
+    let stamp = |p: &Path| -> Option<(u64, SystemTime)> {
+        let m = std::fs::metadata(p).ok()?;
+        Some((m.len(), m.modified().ok()?))
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = stamp(path);
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = stamp(path);
+        if now == last {
+            return;
+        }
+        last = now;
+    }
+}
+
+/// Watches `path`'s directory and sends on `tx` when something in it changes (coalesced: the
+/// channel holds one pending trigger). Uses inotify where it can, else polls every second.
+/// The watcher stops when the returned value is dropped.
+pub fn watch(
+    path: &Path,
+    tx: mpsc::Sender<&'static str>,
+) -> notify::Result<Box<dyn Watcher + Send>> {
+    let dir: PathBuf = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let handler = move |event: notify::Result<notify::Event>| {
+        if event.is_ok_and(|e| !e.kind.is_access()) {
+            let _ = tx.try_send("file");
+        }
+    };
+    let mut watcher: Box<dyn Watcher + Send> =
+        match notify::RecommendedWatcher::new(handler.clone(), notify::Config::default()) {
+            Ok(w) => Box::new(w),
+            Err(e) => {
+                tracing::warn!(error = %e, "no file events here; polling MODEL_PATH every second");
+                let config = notify::Config::default().with_poll_interval(Duration::from_secs(1));
+                Box::new(notify::PollWatcher::new(handler, config)?)
+            }
+        };
+    watcher.watch(&dir, notify::RecursiveMode::NonRecursive)?;
+    Ok(watcher)
+}
