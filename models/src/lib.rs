@@ -69,6 +69,9 @@ pub struct LoadedModel {
     pub signature: ModelSignature,
     /// `builtin` or `onnx`.
     pub origin: &'static str,
+    /// The file's bytes, as checked: the engine is built from these, never from a second read
+    /// of a file that may have changed since.
+    pub bytes: std::sync::Arc<[u8]>,
 }
 
 /// The user's model at `path`, or (when `None`) the built-in one cached in `cache_dir`,
@@ -95,6 +98,7 @@ pub fn load(
         path,
         signature,
         origin,
+        bytes: bytes.into(),
     })
 }
 
@@ -106,7 +110,12 @@ pub fn prepare_for_gpu(path: &Path) -> Result<engine::gpu::model::PreparedModel,
         path: path.to_path_buf(),
         source,
     })?;
-    let net = network_from_onnx(&bytes)?;
+    prepare_for_gpu_from(&bytes)
+}
+
+/// [`prepare_for_gpu`] of ONNX bytes already read.
+pub fn prepare_for_gpu_from(bytes: &[u8]) -> Result<engine::gpu::model::PreparedModel, ModelError> {
+    let net = network_from_onnx(bytes)?;
     engine::gpu::model::PreparedModel::build(&net)
         .map_err(|m| ModelError::Invalid(format!("the GPU engine: {m}")))
 }

@@ -54,7 +54,7 @@ pub(crate) struct Pipeline {
     health: Arc<engine::Health>,
     /// Set if the batcher thread died.
     batcher_died: Arc<AtomicBool>,
-    /// The model file's content version (`model_control::content_version`).
+    /// The model's content version (`model_control::version_of`).
     version: String,
 }
 
@@ -93,6 +93,10 @@ impl App {
             false => None,
         };
         let dispatch = telemetry::dispatch(&config.telemetry, tracing.as_ref());
+        #[cfg(feature = "cuda")]
+        if let config::Device::Cuda(gpu) = config.model.device {
+            metrics.register_gpu(gpu);
+        }
         let app = Self {
             admission: Admission::new(queue, metrics.queue_depth.clone()),
             decode: BlockingPool::new("decode", config.model.decode_threads, queue)?,
@@ -113,14 +117,23 @@ impl App {
 
     /// Serves `pipeline` from now on: requests that hold the previous one finish on it, and its
     /// batcher stops when the last lets go. `model_info` follows.
-    fn install(&self, pipeline: Pipeline, thread: std::thread::JoinHandle<()>) {
+    /// Returns `false` (and drops `pipeline`) when the server is shutting down.
+    fn install(&self, pipeline: Pipeline, thread: std::thread::JoinHandle<()>) -> bool {
         let labels = telemetry::metrics::ModelLabels {
             device: self.config.model.device.to_string(),
             model: self.config.model.name.clone(),
             precision: "fp32",
             version: pipeline.version.clone(),
         };
-        *self.pipeline.write() = Some(Arc::new(pipeline));
+        {
+            let mut slot = self.pipeline.write();
+            if self.draining() {
+                drop(slot);
+                self.retire(pipeline, thread);
+                return false;
+            }
+            *slot = Some(Arc::new(pipeline));
+        }
         let previous = self.model_labels.lock().replace(labels.clone());
         if let Some(old) = previous.filter(|old| *old != labels) {
             self.metrics.model_info.remove(&old);
@@ -129,6 +142,7 @@ impl App {
         let mut threads = self.batchers.lock();
         threads.retain(|t| !t.is_finished());
         threads.push(thread);
+        true
     }
 
     /// A pipeline built and not used (a refused reload): its batcher stops once it is dropped.

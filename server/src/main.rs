@@ -67,7 +67,7 @@ fn serve() -> anyhow::Result<()> {
         .thread_name("http")
         .enable_all()
         .build()?;
-    runtime.block_on(async {
+    let served = runtime.block_on(async {
         let addr = (config.http.host, config.http.port);
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -75,7 +75,10 @@ fn serve() -> anyhow::Result<()> {
         tracing::info!(addr = %listener.local_addr()?, app = %config.app.name, version = %config.app.version, "listening");
         gateway::run(config, listener, shutdown_signal()).await?;
         Ok(())
-    })
+    });
+    // A model load still running on a blocking thread must not hold the exit past the drain.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    served
 }
 
 async fn shutdown_signal() {

@@ -17,11 +17,20 @@ use std::time::{Duration, Instant, SystemTime};
 use notify::Watcher;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
+use tracing::instrument::WithSubscriber;
 
 use crate::telemetry::metrics::ResultLabel;
 use crate::App;
 
-/// A short id of a model file's content: the first 12 hex digits of its SHA-256.
+/// A short id of a model's content: the first 12 hex digits of its SHA-256.
+pub fn version_of(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// [`version_of`] the file at `path`.
 pub fn content_version(path: &Path) -> std::io::Result<String> {
     let mut file = std::fs::File::open(path)?;
     let mut hash = Sha256::new();
@@ -58,10 +67,38 @@ pub enum Reloaded {
     },
 }
 
-/// Loads `MODEL_PATH` again and swaps it in (see the module). `cause` is for the log.
+/// Runs triggers from `rx` (the file watcher, `SIGHUP`) one reload at a time, however many
+/// arrive: a burst of file events while a reload runs leads to one more reload, not one each.
+/// A trigger that arrives while the first model is still loading waits for it.
+pub async fn reload_worker(app: Arc<App>, mut rx: mpsc::Receiver<&'static str>) {
+    while let Some(cause) = rx.recv().await {
+        while !app.draining() && app.pipeline().is_err() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        while rx.try_recv().is_ok() {}
+        if app.draining() {
+            return;
+        }
+        let _ = reload(&app, cause).await;
+    }
+}
+
+/// Loads `MODEL_PATH` again and swaps it in (see the module). `cause` is for the log. Runs to
+/// its end even if the caller stops waiting: the work is a task of its own.
 pub async fn reload(app: &Arc<App>, cause: &'static str) -> Result<Reloaded, ReloadError> {
+    let app = app.clone();
+    let task = tokio::spawn(async move { reload_now(&app, cause).await }.with_current_subscriber());
+    task.await
+        .unwrap_or_else(|e| Err(ReloadError::Refused(format!("the reload panicked: {e}"))))
+}
+
+async fn reload_now(app: &Arc<App>, cause: &'static str) -> Result<Reloaded, ReloadError> {
     let _one_at_a_time = app.reloading.lock().await;
-    let current = app.pipeline().map_err(|_| ReloadError::NotServing)?;
+    // Only what is compared: holding the pipeline would keep its queue open through a shutdown.
+    let (serving, classes) = match app.pipeline() {
+        Ok(p) => (p.version.clone(), p.classes),
+        Err(_) => return Err(ReloadError::NotServing),
+    };
     let started = Instant::now();
     if let Some(path) = app.config.model.path.clone() {
         settle(&path).await;
@@ -69,32 +106,35 @@ pub async fn reload(app: &Arc<App>, cause: &'static str) -> Result<Reloaded, Rel
             .await
             .ok()
             .and_then(Result::ok);
-        if same.as_deref() == Some(current.version.as_str()) {
-            tracing::info!(cause, version = %current.version, "model file unchanged; not reloaded");
-            let version = current.version.clone();
-            return Ok(Reloaded::Unchanged { version });
+        if same.as_deref() == Some(serving.as_str()) {
+            tracing::info!(cause, version = %serving, "model file unchanged; not reloaded");
+            return Ok(Reloaded::Unchanged { version: serving });
         }
+    }
+    if app.draining() {
+        return Err(ReloadError::NotServing);
     }
     let built = {
         let app = app.clone();
-        tokio::task::spawn_blocking(move || crate::serve::start_pipeline(&app)).await
+        tokio::task::spawn_blocking(move || {
+            tracing::dispatcher::with_default(&app.dispatch, || crate::serve::start_pipeline(&app))
+        })
+        .await
     };
     let outcome = match built {
+        Ok(Ok((pipeline, thread))) if pipeline.classes != classes => {
+            let new = pipeline.classes;
+            app.retire(pipeline, thread);
+            Err(format!(
+                "the new model has {new} classes; the one serving has {classes}"
+            ))
+        }
         Ok(Ok((pipeline, thread))) => {
-            let (classes, version) = (pipeline.classes, pipeline.version.clone());
-            if classes != current.classes {
-                app.retire(pipeline, thread);
-                Err(format!(
-                    "the new model has {classes} classes; the one serving has {}",
-                    current.classes
-                ))
-            } else if app.draining() {
-                app.retire(pipeline, thread);
-                return Err(ReloadError::NotServing);
-            } else {
-                app.install(pipeline, thread);
-                Ok(version)
+            let version = pipeline.version.clone();
+            if !app.install(pipeline, thread) {
+                return Err(ReloadError::NotServing); // shutting down: dropped, not swapped
             }
+            Ok(version)
         }
         Ok(Err(e)) => Err(e.to_string()),
         Err(e) => Err(format!("the loader panicked: {e}")),
@@ -111,8 +151,7 @@ pub async fn reload(app: &Arc<App>, cause: &'static str) -> Result<Reloaded, Rel
         .inc();
     match outcome {
         Ok(version) => {
-            let old = &current.version;
-            tracing::info!(cause, old = %old, new = %version, elapsed_s, "model reloaded");
+            tracing::info!(cause, old = %serving, new = %version, elapsed_s, "model reloaded");
             Ok(Reloaded::Swapped { version })
         }
         Err(why) => {
@@ -122,8 +161,8 @@ pub async fn reload(app: &Arc<App>, cause: &'static str) -> Result<Reloaded, Rel
     }
 }
 
-/// Waits (up to 10 s) until `path`'s size and modification time hold still for 300 ms, so a
-/// file still being written is not read half-way.
+/// Waits (up to 10 s) until `path` exists and its size and modification time hold still for
+/// 300 ms, so a file still being written (or removed and about to be written) is not read.
 async fn settle(path: &Path) {
     let stamp = |p: &Path| -> Option<(u64, SystemTime)> {
         let m = std::fs::metadata(p).ok()?;
@@ -134,15 +173,16 @@ async fn settle(path: &Path) {
     while Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let now = stamp(path);
-        if now == last {
+        if now.is_some() && now == last {
             return;
         }
         last = now;
     }
 }
 
-/// Watches `path`'s directory and sends on `tx` when something in it changes (coalesced: the
-/// channel holds one pending trigger). Uses inotify where it can, else polls every second.
+/// Watches `path`'s directory and sends on `tx` when the file, or a Kubernetes volume's `..data`
+/// link, changes (coalesced: the channel holds one pending trigger). Uses inotify where it can,
+/// else polls every second.
 /// The watcher stops when the returned value is dropped.
 pub fn watch(
     path: &Path,
@@ -152,8 +192,13 @@ pub fn watch(
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    let name = path.file_name().map(std::ffi::OsStr::to_os_string);
     let handler = move |event: notify::Result<notify::Event>| {
-        if event.is_ok_and(|e| !e.kind.is_access()) {
+        let ours = |p: &PathBuf| {
+            let f = p.file_name();
+            f == name.as_deref() || f.is_some_and(|f| f.to_string_lossy().starts_with("..data"))
+        };
+        if event.is_ok_and(|e| !e.kind.is_access() && e.paths.iter().any(ours)) {
             let _ = tx.try_send("file");
         }
     };

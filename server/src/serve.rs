@@ -106,12 +106,14 @@ async fn serve(
     }
     let loader = tokio::task::spawn_blocking({
         let app = app.clone();
-        move || start_pipeline(&app)
+        move || tracing::dispatcher::with_default(&app.dispatch, || start_pipeline(&app))
     });
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown, loader);
-    let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel(1);
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
     let _watcher = watch_model(&app, reload_tx.clone());
+    let worker = crate::model_control::reload_worker(app.clone(), reload_rx);
+    let worker = tokio::spawn(worker.with_current_subscriber());
     #[cfg(unix)]
     reload_on_sighup(reload_tx)?;
     let mut loaded = false;
@@ -144,16 +146,12 @@ async fn serve(
                 loaded = true;
                 tracing::info!(model = %app.config.model.name, "ready");
             }
-            Some(cause) = reload_rx.recv() => {
-                let app = app.clone();
-                tokio::spawn(async move {
-                    let _ = crate::model_control::reload(&app, cause).await;
-                }.with_current_subscriber());
-            }
+
             () = &mut shutdown => break,
         }
     }
     drain(&app, listener, graceful).await;
+    worker.abort();
     if app.tracing.is_some() {
         // Last: the spans of every drained request are queued by now.
         let grace = app
@@ -177,7 +175,12 @@ async fn drain(app: &App, listener: TcpListener, graceful: GracefulShutdown) {
         grace_s = grace.as_secs_f64(),
         "shutting down: not ready, draining"
     );
-    app.draining.store(true, Ordering::Release);
+    {
+        // Under the pipeline lock: a reload finishing now either swapped in before this (and is
+        // drained like the rest) or sees `draining` and drops its new pipeline.
+        let _slot = app.pipeline.write();
+        app.draining.store(true, Ordering::Release);
+    }
     drop(listener);
     if tokio::time::timeout_at(deadline, graceful.shutdown())
         .await
@@ -248,8 +251,10 @@ fn backends(
         Device::Cpu => {
             let cpu = engine::CpuConfig {
                 spinning: mc.engine_spin,
+                // The bytes that were checked and hashed: a lane rebuilt later gets the same
+                // model even if the file has been replaced since.
                 ..engine::CpuConfig::new(
-                    ModelSource::File(model.path.clone()),
+                    ModelSource::Bytes(model.bytes.clone()),
                     mc.engine_threads,
                     models::IMAGENET_NORMALIZATION,
                 )
@@ -260,7 +265,7 @@ fn backends(
         }
         #[cfg(feature = "cuda")]
         Device::Cuda(ordinal) => {
-            let prepared = Arc::new(models::prepare_for_gpu(&model.path)?);
+            let prepared = Arc::new(models::prepare_for_gpu_from(&model.bytes)?);
             let cfg = engine::gpu::cuda::CudaConfig {
                 ordinal: ordinal as usize,
                 max_batch,
@@ -324,7 +329,7 @@ pub(crate) fn start_pipeline(app: &App) -> Result<(Pipeline, JoinHandle<()>), Se
     };
     let (thread, batcher_died) =
         batcher::spawn(config, lanes, buffers, rx, app.admission.clone(), telemetry)?;
-    let version = crate::model_control::content_version(&model.path)?;
+    let version = crate::model_control::version_of(&model.bytes);
     tracing::info!(
         path = %model.path.display(),
         input = %sig.input,

@@ -202,24 +202,24 @@ impl Batcher {
             let lane = pick_lane(&self.state, &moment, &self.config);
             let Some(lane) = lane else {
                 let dropped = self.queue.drop_dead(now);
-                self.metrics
-                    .rejected
-                    .get_or_create(&ReasonLabel {
-                        reason: "cancelled",
-                    })
-                    .inc_by(dropped as u64);
+                self.count_cancelled(dropped);
                 return;
             };
             let taken = self.queue.next_batch(self.config.max_batch, now);
-            self.metrics
-                .rejected
-                .get_or_create(&ReasonLabel {
-                    reason: "cancelled",
-                })
-                .inc_by(taken.dropped as u64);
+            self.count_cancelled(taken.dropped);
             if !taken.batch.is_empty() {
                 self.submit(lane, taken.batch, now);
             }
+        }
+    }
+
+    fn count_cancelled(&self, n: usize) {
+        if n > 0 {
+            let reason = "cancelled";
+            self.metrics
+                .rejected
+                .get_or_create(&ReasonLabel { reason })
+                .inc_by(n as u64);
         }
     }
 

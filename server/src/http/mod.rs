@@ -56,7 +56,10 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
         .instrument(span.clone())
         .await;
     let mut response = result.unwrap_or_else(|e| {
-        app.metrics.reject(e.reject_reason());
+        // Requests not served; a refused model load is the operator's, not a client's.
+        if !route.starts_with("/v2/repository/") {
+            app.metrics.reject(e.reject_reason());
+        }
         error_response(&e, &app)
     });
     if let Ok(v) = HeaderValue::from_str(&request_id) {
