@@ -7,7 +7,9 @@
   where no GPU exists);
 - prometheus-adapter's metricsQuery for http_requests_per_second, filled in as the adapter would
   for the pod, gives a positive rate under load (the series carry namespace and pod labels, as a
-  ServiceMonitor scrape adds them).
+  ServiceMonitor scrape adds them);
+- the production overlay's rendered environment, with the example Secret's keys, refuses
+  /predict without a key (prod_env_auth.py, run with the same --gateway).
 
 Usage: python3 scripts/e2e/deploy_live.py [--gateway BIN] [--loadtest BIN]
 """
@@ -93,6 +95,9 @@ def main():
         check(len(alerts) > 0 and not firing, f"SLO alerts loaded, none firing on a healthy gateway {firing}")
     finally:
         stop(gateway, prom)
+    auth = subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "prod_env_auth.py"),
+                           "--gateway", args.gateway], timeout=420)
+    check(auth.returncode == 0, "production overlay's environment: /predict needs a key (prod_env_auth.py)")
     conclude(tmp, "live deploy checks")
 
 

