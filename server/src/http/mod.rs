@@ -4,6 +4,7 @@
 //! access-log line.
 
 pub mod intake;
+mod kserve;
 pub(crate) mod multipart;
 pub mod predict;
 mod repository;
@@ -42,6 +43,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
         .copied()
         .find(|r| *r == req.uri().path())
         .or_else(|| repository::route(req.uri().path()))
+        .or_else(|| kserve::route(req.uri().path()))
         .unwrap_or("unknown");
     // Probes and scrapes arrive every few seconds: traced only when a caller asks.
     let quiet = matches!(route, "/health" | "/ready" | "/metrics");
@@ -52,9 +54,16 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
     // Only a recorded span carries it: no allocation per request otherwise.
     let user_agent =
         spans::sampled_ids(&span).and_then(|_| header_string(req.headers(), "user-agent"));
-    let result = route_request(&app, req, method, route)
-        .instrument(span.clone())
-        .await;
+    let result = if route.starts_with("/v2") && !route.starts_with("/v2/repository/") {
+        // The protocol's own error bodies: never an `Err` here.
+        Ok(kserve::serve(&app, req, route)
+            .instrument(span.clone())
+            .await)
+    } else {
+        route_request(&app, req, method, route)
+            .instrument(span.clone())
+            .await
+    };
     let mut response = result.unwrap_or_else(|e| {
         // Requests not served; a refused model load is the operator's, not a client's.
         if !route.starts_with("/v2/repository/") {
@@ -298,6 +307,18 @@ async fn classify(
 ) -> Result<Classified, ApiError> {
     let body = read_body(body, app.config.http.max_body_bytes).await?;
     let image = intake::image_bytes(body, &kind)?;
+    classify_image(app, pipeline, image, permit, deadline).await
+}
+
+/// One encoded image → decode pool → batcher → logits (`/predict` and the KServe v2 image
+/// model share it). `permit` is its admission place; `deadline` bounds it.
+async fn classify_image(
+    app: &App,
+    pipeline: &Pipeline,
+    image: Bytes,
+    permit: Permit,
+    deadline: Instant,
+) -> Result<Classified, ApiError> {
     let max_pixels = app.config.http.max_image_pixels;
     let pre = app
         .decode

@@ -1,0 +1,151 @@
+//! The KServe v2 HTTP protocol for the image model, as Triton's clients send it: JSON header
+//! plus the binary tensor extension, the classification extension, and the protocol's errors.
+
+mod common;
+
+use common::{request, TestServer};
+use serde_json::{json, Value};
+
+/// A v2 inference request for `images` (binary BYTES tensor) asking for `output` parameters.
+fn infer_body(images: &[Vec<u8>], output: Value) -> (Vec<u8>, usize) {
+    let mut raw = Vec::new();
+    for i in images {
+        raw.extend_from_slice(&(i.len() as u32).to_le_bytes());
+        raw.extend_from_slice(i);
+    }
+    let header = json!({
+        "id": "req-1",
+        "inputs": [{"name": "IMAGE", "datatype": "BYTES", "shape": [images.len(), 1],
+                    "parameters": {"binary_data_size": raw.len()}}],
+        "outputs": [{"name": "logits", "parameters": output}],
+    })
+    .to_string();
+    let mut body = header.clone().into_bytes();
+    body.extend_from_slice(&raw);
+    (body, header.len())
+}
+
+async fn infer(server: &TestServer, model: &str, body: &[u8], header_len: usize) -> common::Reply {
+    let len = header_len.to_string();
+    let path = format!("/v2/models/{model}/infer");
+    let headers = [("inference-header-content-length", len.as_str())];
+    request(server.addr, "POST", &path, &headers, body)
+        .await
+        .unwrap()
+}
+
+/// The JSON header and binary section of a binary response.
+fn split(r: &common::Reply) -> (Value, Vec<u8>) {
+    let n: usize = r.headers["inference-header-content-length"]
+        .parse()
+        .unwrap();
+    (
+        serde_json::from_slice(&r.body[..n]).unwrap(),
+        r.body[n..].to_vec(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn triton_style_requests_get_the_answers_of_predict() {
+    let server = TestServer::start(&[("MAX_BATCH_SIZE", "8")]).await;
+    let meta = server.get("/v2").await.unwrap().json();
+    assert_eq!(
+        meta["extensions"],
+        json!(["classification", "binary_tensor_data", "model_repository"])
+    );
+    assert_eq!(server.get("/v2/health/live").await.unwrap().status, 200);
+    assert_eq!(server.get("/v2/health/ready").await.unwrap().status, 200);
+    assert_eq!(
+        server
+            .get("/v2/models/resnet50_image/ready")
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    let m = server
+        .get("/v2/models/resnet50_image")
+        .await
+        .unwrap()
+        .json();
+    assert_eq!(
+        m["inputs"][0],
+        json!({"name": "IMAGE", "datatype": "BYTES", "shape": [-1, 1]})
+    );
+    assert_eq!(m["outputs"][0]["shape"], json!([-1, 1000]));
+    let c = server
+        .get("/v2/models/resnet50_image/versions/1/config")
+        .await
+        .unwrap()
+        .json();
+    assert_eq!(c["max_batch_size"], 8);
+
+    let files: Vec<_> = common::files("good").into_iter().take(4).collect();
+    let images: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
+    let mut expected = Vec::new();
+    for f in &files {
+        expected.push(server.predict_file(f, "").await.unwrap().predictions()[0].0);
+    }
+
+    // Classification, binary output: "score:index:label" strings, top 3 per image.
+    let (body, n) = infer_body(&images, json!({"classification": 3, "binary_data": true}));
+    let r = infer(&server, "resnet50_image", &body, n).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let (head, raw) = split(&r);
+    assert_eq!(head["id"], "req-1");
+    assert_eq!(head["outputs"][0]["shape"], json!([images.len(), 3]));
+    let mut strings = Vec::new();
+    let mut rest = raw.as_slice();
+    while !rest.is_empty() {
+        let len = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
+        strings.push(String::from_utf8(rest[4..4 + len].to_vec()).unwrap());
+        rest = &rest[4 + len..];
+    }
+    for (i, want) in expected.iter().enumerate() {
+        let top: u64 = strings[i * 3].split(':').nth(1).unwrap().parse().unwrap();
+        assert_eq!(top, *want, "{}: {}", files[i].display(), strings[i * 3]);
+    }
+
+    // Raw FP32 logits as JSON.
+    let (body, n) = infer_body(&images[..1], json!({"binary_data": false}));
+    let r = infer(&server, "resnet50_image", &body, n).await;
+    let logits: Vec<f64> = serde_json::from_slice::<Value>(&r.body).unwrap()["outputs"][0]["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(logits.len(), 1000);
+    let argmax = (0..1000)
+        .max_by(|&a, &b| logits[a].total_cmp(&logits[b]))
+        .unwrap();
+    assert_eq!(argmax as u64, expected[0]);
+
+    // The protocol's errors.
+    let r = infer(&server, "densenet_image", &body, n).await;
+    assert_eq!(r.status, 404);
+    assert!(r.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("densenet_image"));
+    let r = infer(&server, "resnet50", &body, n).await;
+    assert_eq!(r.status, 404, "the tensor model is not served yet");
+    let wrong =
+        json!({"inputs": [{"name": "IMAGE", "datatype": "BYTES", "shape": [2, 3], "data": ["a"]}]});
+    let wrong = wrong.to_string().into_bytes();
+    let r = infer(&server, "resnet50_image", &wrong, wrong.len()).await;
+    assert_eq!(r.status, 400);
+    assert!(
+        r.json()["error"].as_str().unwrap().contains("shape"),
+        "{:?}",
+        r.json()
+    );
+    let garbage = infer_body(&[b"not an image".to_vec()], json!({}));
+    let r = infer(&server, "resnet50_image", &garbage.0, garbage.1).await;
+    assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+    assert!(
+        server.get("/health").await.unwrap().status == 200,
+        "the server keeps serving"
+    );
+    server.stop().await.unwrap();
+}
