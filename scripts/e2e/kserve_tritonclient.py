@@ -1,5 +1,5 @@
 """Triton's own Python client (tritonclient[http], unchanged) against the real server: server
-and model health, metadata and config; a batch of encoded test images to `resnet50_image` with
+and model health, metadata, config and statistics; a batch of encoded test images to `resnet50_image` with
 `class_count=5` gives each file the top-1 that `/predict` gives it; an unknown model and a wrong
 shape are refused with the protocol's errors. Run by .ci/run.
 
@@ -72,6 +72,10 @@ def main():
         logits = raw.as_numpy("logits")
         check(logits.shape == (len(files), 1000) and logits.dtype == np.float32, f"FP32 logits {logits.shape} {logits.dtype}")
 
+        stats = client.get_inference_statistics("resnet50_image")["model_stats"][0]
+        check(int(stats["inference_count"]) == 2 * len(files)
+              and int(stats["inference_stats"]["success"]["count"]) == 2,
+              f"statistics count the images and requests ({stats['inference_count']} images)")
         for model, what in (("densenet_image", "an unknown model"),):
             try:
                 client.infer(model, [inp])

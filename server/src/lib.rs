@@ -75,6 +75,8 @@ pub(crate) struct App {
     reloading: tokio::sync::Mutex<()>,
     /// Batcher threads: the serving one and any retired by a reload that are still finishing.
     batchers: parking_lot::Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// Triton's statistics of the v2 image model.
+    v2_stats: http::kserve_stats::Stats,
     /// The `model_info` series of the serving model.
     model_labels: parking_lot::Mutex<Option<telemetry::metrics::ModelLabels>>,
     hooks: Hooks,
@@ -110,6 +112,7 @@ impl App {
             reloading: tokio::sync::Mutex::new(()),
             batchers: parking_lot::Mutex::default(),
             model_labels: parking_lot::Mutex::default(),
+            v2_stats: Default::default(),
             hooks,
         };
         Ok(app)

@@ -51,7 +51,12 @@ async fn triton_style_requests_get_the_answers_of_predict() {
     let meta = server.get("/v2").await.unwrap().json();
     assert_eq!(
         meta["extensions"],
-        json!(["classification", "binary_tensor_data", "model_repository"])
+        json!([
+            "classification",
+            "binary_tensor_data",
+            "model_repository",
+            "statistics"
+        ])
     );
     assert_eq!(server.get("/v2/health/live").await.unwrap().status, 200);
     assert_eq!(server.get("/v2/health/ready").await.unwrap().status, 200);
@@ -147,5 +152,23 @@ async fn triton_style_requests_get_the_answers_of_predict() {
         server.get("/health").await.unwrap().status == 200,
         "the server keeps serving"
     );
+
+    // Statistics: two successful requests of 4 + 1 images; the wrong shape and the garbage failed.
+    let s = server
+        .get("/v2/models/resnet50_image/stats")
+        .await
+        .unwrap()
+        .json();
+    let m = &s["model_stats"][0];
+    assert_eq!(m["inference_count"], 5, "{s}");
+    let st = &m["inference_stats"];
+    let counts = (
+        st["success"]["count"].as_u64(),
+        st["fail"]["count"].as_u64(),
+    );
+    assert_eq!(counts, (Some(2), Some(2)), "{s}");
+    assert_eq!(st["queue"]["count"], 5);
+    assert!(st["compute_infer"]["ns"].as_u64().unwrap() > 0);
+    assert!(st["success"]["ns"].as_u64().unwrap() > 0);
     server.stop().await.unwrap();
 }

@@ -6,8 +6,8 @@
 //! else the server runs; the request's deadline is `REQUEST_TIMEOUT`. Tensors come as JSON or
 //! with the binary tensor extension (`Inference-Header-Content-Length`, `binary_data_size`);
 //! outputs as JSON, binary (`binary_data`), or classified (`classification`: the top k as
-//! `"score:index:label"` strings). Errors are the protocol's `{"error": "…"}`.
-//! Not here yet: the FP32 tensor model and gRPC.
+//! `"score:index:label"` strings). Errors are the protocol's `{"error": "…"}`. Statistics
+//! ([`super::kserve_stats`]) per Triton's extension. Not here yet: the FP32 tensor model and gRPC.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -30,6 +30,7 @@ const MODEL: &str = "/v2/models/{model}";
 const MODEL_READY: &str = "/v2/models/{model}/ready";
 const CONFIG: &str = "/v2/models/{model}/config";
 const INFER: &str = "/v2/models/{model}/infer";
+const STATS: &str = "/v2/models/{model}/stats";
 const HEADER_LENGTH: &str = "inference-header-content-length";
 
 /// The template `path` matches, if any.
@@ -46,6 +47,7 @@ pub fn route(path: &str) -> Option<&'static str> {
         "/ready" => Some(MODEL_READY),
         "/config" => Some(CONFIG),
         "/infer" => Some(INFER),
+        "/stats" => Some(STATS),
         _ => None,
     }
 }
@@ -84,7 +86,17 @@ pub async fn serve(app: &Arc<App>, req: Request<Incoming>, route: &'static str) 
         ROOT if get => Ok(server_metadata(app)),
         LIVE if get => app.alive().map(|()| empty(StatusCode::OK)),
         READY if get => app.ready().map(|()| empty(StatusCode::OK)),
-        INFER if req.method() == hyper::Method::POST => infer(app, req).await,
+        INFER if req.method() == hyper::Method::POST => {
+            let started = Instant::now();
+            let r = infer(app, req).await;
+            // Requests for another model, or refused before the model was involved, are not its.
+            if let Err(e) = &r {
+                if !matches!(e, ApiError::ModelNotFound(_) | ApiError::NotFound) {
+                    app.v2_stats.fail(started.elapsed());
+                }
+            }
+            r
+        }
         INFER | ROOT | LIVE | READY => Err(ApiError::MethodNotAllowed),
         _ if !get => Err(ApiError::MethodNotAllowed),
         _ => model_get(app, req.uri().path(), route),
@@ -100,7 +112,7 @@ fn server_metadata(app: &App) -> HttpResponse {
     let body = json!({
         "name": "inference-gateway",
         "version": app.config.app.version,
-        "extensions": ["classification", "binary_tensor_data", "model_repository"],
+        "extensions": ["classification", "binary_tensor_data", "model_repository", "statistics"],
     });
     json_response(StatusCode::OK, body.to_string())
 }
@@ -145,6 +157,7 @@ fn model_get(app: &App, path: &str, route: &'static str) -> Result<HttpResponse,
             "outputs": [{"name": "logits", "datatype": "FP32", "shape": [-1, classes]}],
         }),
         MODEL_READY => return app.ready().map(|()| empty(StatusCode::OK)),
+        STATS => app.v2_stats.json(&name),
         _ => json!({
             "name": name,
             "platform": "inference-gateway",
@@ -311,7 +324,18 @@ async fn infer(app: &Arc<App>, req: Request<Incoming>) -> Result<HttpResponse, A
     }
     let logits: Vec<&[f32]> = rows.iter().map(|c| c.out.logits.as_slice()).collect();
     let id = header["id"].as_str().map(str::to_owned);
-    Ok(response(app, &pipeline, id, &logits, binary_out, classify))
+    let r = response(app, &pipeline, id, &logits, binary_out, classify);
+    let costs: Vec<_> = rows
+        .iter()
+        .map(|c| super::kserve_stats::ImageCost {
+            queue: c.out.queue_wait,
+            input: c.decode + c.preprocess,
+            infer: c.out.stages.iter().map(|s| s.duration).sum(),
+        })
+        .collect();
+    let took = app.config.http.request_timeout - deadline.saturating_duration_since(Instant::now());
+    app.v2_stats.success(took, &costs);
+    Ok(r)
 }
 
 /// Builds the inference response: JSON, or JSON plus the binary section.

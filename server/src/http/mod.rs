@@ -5,6 +5,7 @@
 
 pub mod intake;
 mod kserve;
+pub(crate) mod kserve_stats;
 pub(crate) mod multipart;
 pub mod predict;
 mod repository;
