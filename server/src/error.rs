@@ -143,11 +143,16 @@ impl ApiError {
     /// The JSON body. Engine failures carry runtime detail (library messages, panic text) that
     /// stays in the server log unless `debug` (`DEBUG=true`).
     pub fn body(&self, debug: bool) -> String {
-        let message = match self {
+        let message = self.message(debug);
+        serde_json::json!({"error": {"code": self.code(), "message": message}}).to_string()
+    }
+
+    /// The message for a person: engine failures summarised unless `debug`.
+    pub fn message(&self, debug: bool) -> String {
+        match self {
             Self::Engine(e) if !debug => engine_summary(e).to_string(),
             _ => self.to_string(),
-        };
-        serde_json::json!({"error": {"code": self.code(), "message": message}}).to_string()
+        }
     }
 }
 

@@ -24,10 +24,11 @@ use crate::App;
 
 /// A short id of a model's content: the first 12 hex digits of its SHA-256.
 pub fn version_of(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)[..6]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    short_hex(&Sha256::digest(bytes))
+}
+
+fn short_hex(digest: &[u8]) -> String {
+    digest[..6].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// [`version_of`] the file at `path`.
@@ -35,10 +36,7 @@ pub fn content_version(path: &Path) -> std::io::Result<String> {
     let mut file = std::fs::File::open(path)?;
     let mut hash = Sha256::new();
     std::io::copy(&mut file, &mut hash)?;
-    Ok(hash.finalize()[..6]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(short_hex(&hash.finalize()))
 }
 
 /// Why a reload did not take place.
@@ -116,10 +114,7 @@ async fn reload_now(app: &Arc<App>, cause: &'static str) -> Result<Reloaded, Rel
     }
     let built = {
         let app = app.clone();
-        tokio::task::spawn_blocking(move || {
-            tracing::dispatcher::with_default(&app.dispatch, || crate::serve::start_pipeline(&app))
-        })
-        .await
+        tokio::task::spawn_blocking(move || crate::serve::start_pipeline(&app)).await
     };
     let outcome = match built {
         Ok(Ok((pipeline, thread))) if pipeline.classes != classes => {

@@ -106,7 +106,7 @@ async fn serve(
     }
     let loader = tokio::task::spawn_blocking({
         let app = app.clone();
-        move || tracing::dispatcher::with_default(&app.dispatch, || start_pipeline(&app))
+        move || start_pipeline(&app)
     });
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown, loader);
@@ -146,7 +146,6 @@ async fn serve(
                 loaded = true;
                 tracing::info!(model = %app.config.model.name, "ready");
             }
-
             () = &mut shutdown => break,
         }
     }
@@ -188,8 +187,9 @@ async fn drain(app: &App, listener: TcpListener, graceful: GracefulShutdown) {
     {
         tracing::warn!("connections still open at the shutdown deadline; closing them");
     }
-    app.pipeline.write().take(); // the batcher sees its queue close once handlers let go
-                                 // The serving batcher, and any a reload retired that is still finishing its last batches.
+    // The batcher sees its queue close once handlers let go. Join it, and any batcher a reload
+    // retired that is still finishing its last batches.
+    app.pipeline.write().take();
     let threads = std::mem::take(&mut *app.batchers.lock());
     let joined =
         tokio::task::spawn_blocking(move || threads.into_iter().for_each(|t| drop(t.join())));
@@ -285,8 +285,13 @@ fn backends(
     }
 }
 
-/// Loads (or generates) the model, starts the lanes (warmed up) and the batcher. Blocking.
+/// Loads (or generates) the model, starts the lanes (warmed up) and the batcher, logging under
+/// the server's subscriber (it runs on a blocking thread). Blocking.
 pub(crate) fn start_pipeline(app: &App) -> Result<(Pipeline, JoinHandle<()>), ServeError> {
+    tracing::dispatcher::with_default(&app.dispatch, || build_pipeline(app))
+}
+
+fn build_pipeline(app: &App) -> Result<(Pipeline, JoinHandle<()>), ServeError> {
     let started = Instant::now();
     let mc = &app.config.model;
     engine::init_onnx_runtime(&mc.ort_dylib)?;

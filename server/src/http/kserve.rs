@@ -71,12 +71,8 @@ fn model_path(path: &str) -> Option<((&str, Option<&str>), &str)> {
 /// The protocol's error body, with our status for the failure.
 fn error(app: &App, e: &ApiError) -> HttpResponse {
     app.metrics.reject(e.reject_reason());
-    let mut r = json_response(e.status(), json!({ "error": e.to_string() }).to_string());
-    if let Some(secs) = e.retry_after() {
-        r.headers_mut()
-            .insert("retry-after", HeaderValue::from(secs));
-    }
-    r
+    let body = json!({ "error": e.message(app.config.app.debug) }).to_string();
+    super::error_response_with(e, app, body)
 }
 
 /// Serves one v2 request on `route` (from [`route`]).
@@ -279,7 +275,8 @@ fn output_wanted(header: &Value) -> Result<(bool, Option<usize>), ApiError> {
 }
 
 async fn infer(app: &Arc<App>, req: Request<Incoming>) -> Result<HttpResponse, ApiError> {
-    let deadline = Instant::now() + app.config.http.request_timeout;
+    let started = Instant::now();
+    let deadline = started + app.config.http.request_timeout;
     check_model(app, req.uri().path())?;
     let pipeline = app.pipeline()?;
     app.authorize(req.headers())?;
@@ -333,8 +330,7 @@ async fn infer(app: &Arc<App>, req: Request<Incoming>) -> Result<HttpResponse, A
             infer: c.out.stages.iter().map(|s| s.duration).sum(),
         })
         .collect();
-    let took = app.config.http.request_timeout - deadline.saturating_duration_since(Instant::now());
-    app.v2_stats.success(took, &costs);
+    app.v2_stats.success(started.elapsed(), &costs);
     Ok(r)
 }
 
@@ -347,47 +343,7 @@ fn response(
     binary: bool,
     classify: Option<usize>,
 ) -> HttpResponse {
-    let n = logits.len();
-    let mut raw = BytesMut::new();
-    let mut output = match classify {
-        Some(k) => {
-            let k = k.clamp(1, pipeline.classes);
-            let strings: Vec<String> = logits
-                .iter()
-                .flat_map(|row| {
-                    super::predict::top_k(row, k, pipeline.labels)
-                        .into_iter()
-                        .map(|p| match p.label.as_str() {
-                            "" => format!("{:.6}:{}", row[p.class_id], p.class_id),
-                            l => format!("{:.6}:{}:{l}", row[p.class_id], p.class_id),
-                        })
-                })
-                .collect();
-            let mut o = json!({"name": "logits", "datatype": "BYTES", "shape": [n, k]});
-            if binary {
-                for s in &strings {
-                    raw.extend_from_slice(&(s.len() as u32).to_le_bytes());
-                    raw.extend_from_slice(s.as_bytes());
-                }
-            } else {
-                o["data"] = json!(strings);
-            }
-            o
-        }
-        None => {
-            let classes = logits.first().map_or(0, |r| r.len());
-            let mut o = json!({"name": "logits", "datatype": "FP32", "shape": [n, classes]});
-            if binary {
-                logits
-                    .iter()
-                    .flat_map(|r| r.iter())
-                    .for_each(|v| raw.extend_from_slice(&v.to_le_bytes()));
-            } else {
-                o["data"] = json!(logits.iter().flat_map(|r| r.iter()).collect::<Vec<_>>());
-            }
-            o
-        }
-    };
+    let (mut output, raw) = logits_output(pipeline, logits, binary, classify);
     if binary {
         output["parameters"] = json!({"binary_data_size": raw.len()});
     }
@@ -400,8 +356,8 @@ fn response(
         head["id"] = json!(id);
     }
     let head = head.to_string();
-    let head_len = head.len();
     let mut r = if binary {
+        let head_len = head.len();
         let mut body = BytesMut::from(head.as_bytes());
         body.extend_from_slice(&raw);
         let mut r = hyper::Response::new(http_body_util::Full::new(body.freeze()));
@@ -415,10 +371,52 @@ fn response(
     } else {
         json_response(StatusCode::OK, head)
     };
-    if let Ok(v) = HeaderValue::from_str(&pipeline.version) {
-        r.headers_mut().insert("x-model-version", v);
-    }
+    super::stamp_model_version(&mut r, pipeline);
     r
+}
+
+/// Output `logits` as asked: the top `k` as `"score:index[:label]"` strings, or the FP32 rows;
+/// in the JSON (`data`) or, with `binary`, as the bytes returned.
+fn logits_output(
+    pipeline: &crate::Pipeline,
+    logits: &[&[f32]],
+    binary: bool,
+    classify: Option<usize>,
+) -> (Value, BytesMut) {
+    let n = logits.len();
+    let mut raw = BytesMut::new();
+    let Some(k) = classify.map(|k| k.clamp(1, pipeline.classes)) else {
+        let classes = logits.first().map_or(0, |r| r.len());
+        let mut o = json!({"name": "logits", "datatype": "FP32", "shape": [n, classes]});
+        let values = logits.iter().flat_map(|r| r.iter());
+        if binary {
+            values.for_each(|v| raw.extend_from_slice(&v.to_le_bytes()));
+        } else {
+            o["data"] = json!(values.collect::<Vec<_>>());
+        }
+        return (o, raw);
+    };
+    let strings: Vec<String> = logits
+        .iter()
+        .flat_map(|row| {
+            super::predict::top_k(row, k, pipeline.labels)
+                .into_iter()
+                .map(|p| match p.label.as_str() {
+                    "" => format!("{:.6}:{}", row[p.class_id], p.class_id),
+                    l => format!("{:.6}:{}:{l}", row[p.class_id], p.class_id),
+                })
+        })
+        .collect();
+    let mut o = json!({"name": "logits", "datatype": "BYTES", "shape": [n, k]});
+    if binary {
+        for s in &strings {
+            raw.extend_from_slice(&(s.len() as u32).to_le_bytes());
+            raw.extend_from_slice(s.as_bytes());
+        }
+    } else {
+        o["data"] = json!(strings);
+    }
+    (o, raw)
 }
 
 #[cfg(test)]

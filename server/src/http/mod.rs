@@ -39,13 +39,12 @@ const ROUTES: [&str; 4] = ["/predict", "/health", "/ready", "/metrics"];
 /// Serves one request, inside its span.
 pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> HttpResponse {
     let method = method_label(req.method());
-    let route = ROUTES
-        .iter()
-        .copied()
-        .find(|r| *r == req.uri().path())
-        .or_else(|| repository::route(req.uri().path()))
-        .or_else(|| kserve::route(req.uri().path()))
-        .unwrap_or("unknown");
+    let path = req.uri().path();
+    let ours = ROUTES.iter().copied().find(|r| *r == path);
+    let ours = ours.or_else(|| repository::route(path));
+    // KServe v2 routes answer with the protocol's own error bodies.
+    let v2 = ours.is_none().then(|| kserve::route(path)).flatten();
+    let route = ours.or(v2).unwrap_or("unknown");
     // Probes and scrapes arrive every few seconds: traced only when a caller asks.
     let quiet = matches!(route, "/health" | "/ready" | "/metrics");
     let port = app.config.http.port;
@@ -53,10 +52,10 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
     let started = Instant::now();
     let request_id = app.request_id(req.headers());
     // Only a recorded span carries it: no allocation per request otherwise.
-    let user_agent =
-        spans::sampled_ids(&span).and_then(|_| header_string(req.headers(), "user-agent"));
-    let result = if route.starts_with("/v2") && !route.starts_with("/v2/repository/") {
-        // The protocol's own error bodies: never an `Err` here.
+    let user_agent = spans::ids(&span)
+        .filter(|&(_, _, sampled)| sampled)
+        .and_then(|_| header_string(req.headers(), "user-agent"));
+    let result = if v2.is_some() {
         Ok(kserve::serve(&app, req, route)
             .instrument(span.clone())
             .await)
@@ -67,7 +66,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
     };
     let mut response = result.unwrap_or_else(|e| {
         // Requests not served; a refused model load is the operator's, not a client's.
-        if !route.starts_with("/v2/repository/") {
+        if !repository::is_route(route) {
             app.metrics.reject(e.reject_reason());
         }
         error_response(&e, &app)
@@ -136,19 +135,21 @@ struct Done<'a> {
 /// Metrics (with the trace as exemplar), the server span's answer, and the access-log line.
 fn finish(app: &App, span: &Span, d: Done<'_>) {
     let status = d.status.as_u16();
-    let sampled = spans::sampled_ids(span);
-    let exemplar = sampled.map(|(t, _)| t.to_string());
+    let ids = spans::ids(span);
+    let sampled = ids.is_some_and(|(_, _, sampled)| sampled);
+    let exemplar = sampled
+        .then(|| ids.map(|(t, _, _)| t.to_string()))
+        .flatten();
     let seconds = d.elapsed.as_secs_f64();
     app.metrics
         .observe_request(d.method, d.route, status, seconds, exemplar);
-    if sampled.is_some() {
+    if sampled {
         spans::respond(span, status, d.request_id, d.user_agent.as_deref());
     }
-    let ids = spans::ids(span);
     tracing::info!(
         request_id = %d.request_id,
-        trace_id = ids.map(|(t, _)| tracing::field::display(t)),
-        span_id = ids.map(|(_, s)| tracing::field::display(s)),
+        trace_id = ids.map(|(t, _, _)| tracing::field::display(t)),
+        span_id = ids.map(|(_, s, _)| tracing::field::display(s)),
         method = d.method,
         route = d.route,
         status,
@@ -191,7 +192,13 @@ fn json(status: StatusCode, body: String) -> HttpResponse {
 }
 
 fn error_response(e: &ApiError, app: &App) -> HttpResponse {
-    let mut r = json(e.status(), e.body(app.config.app.debug));
+    error_response_with(e, app, e.body(app.config.app.debug))
+}
+
+/// An error answer with `body` (our `{"error": {code, message}}`, or a protocol's own shape):
+/// the status, `Retry-After`, `WWW-Authenticate`, and the engine failure in the log.
+fn error_response_with(e: &ApiError, app: &App, body: String) -> HttpResponse {
+    let mut r = json(e.status(), body);
     if let Some(secs) = e.retry_after() {
         r.headers_mut()
             .insert("retry-after", HeaderValue::from(secs));
@@ -209,6 +216,13 @@ fn error_response(e: &ApiError, app: &App) -> HttpResponse {
         tracing::debug!(code = e.code(), error = %e, "request refused");
     }
     r
+}
+
+/// `x-model-version`: which weights answered.
+fn stamp_model_version(r: &mut HttpResponse, pipeline: &Pipeline) {
+    if let Ok(v) = HeaderValue::from_str(&pipeline.version) {
+        r.headers_mut().insert("x-model-version", v);
+    }
 }
 
 fn parse_top_k(query: Option<&str>, classes: usize) -> Result<usize, ApiError> {
@@ -283,9 +297,7 @@ async fn predict(app: &App, req: Request<Incoming>) -> Result<HttpResponse, ApiE
     if let Ok(v) = HeaderValue::from_str(&server_timing) {
         r.headers_mut().insert("server-timing", v);
     }
-    if let Ok(v) = HeaderValue::from_str(&pipeline.version) {
-        r.headers_mut().insert("x-model-version", v);
-    }
+    stamp_model_version(&mut r, &pipeline);
     Ok(r)
 }
 

@@ -20,6 +20,11 @@ pub const LOAD: &str = "/v2/repository/models/{model}/load";
 /// `POST …/unload`.
 pub const UNLOAD: &str = "/v2/repository/models/{model}/unload";
 
+/// Whether `route` (a template) is one of this API's.
+pub fn is_route(route: &str) -> bool {
+    matches!(route, INDEX | LOAD | UNLOAD)
+}
+
 /// The template `path` matches, if any.
 pub fn route(path: &str) -> Option<&'static str> {
     if path == INDEX {

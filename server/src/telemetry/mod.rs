@@ -51,7 +51,7 @@ pub fn dispatch(config: &TelemetryConfig, tracing: Option<&trace::Tracing>) -> D
             .with_tracked_inactivity(false)
             .with_threads(false)
             .with_location(false)
-            // Spans are read through their handles (`spans::sampled_ids`), never through
+            // Spans are read through their handles (`spans::ids`), never through
             // `Context::current()`: no OTel context push and pop on every enter and exit.
             .with_context_activation(false)
             .with_filter(ours);

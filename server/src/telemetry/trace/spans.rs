@@ -85,16 +85,12 @@ pub fn respond(span: &Span, status: u16, request_id: &str, user_agent: Option<&s
     }
 }
 
-/// The trace and span id of a span that is recorded and exported.
-pub fn sampled_ids(span: &Span) -> Option<(TraceId, SpanId)> {
+/// The trace and span id of a span that has them (recorded or not; absent with tracing off),
+/// and whether it is recorded and exported.
+pub fn ids(span: &Span) -> Option<(TraceId, SpanId, bool)> {
     let sc = span_context(span);
-    sc.is_sampled().then(|| (sc.trace_id(), sc.span_id()))
-}
-
-/// The trace and span id of a span that has them (recorded or not; absent with tracing off).
-pub fn ids(span: &Span) -> Option<(TraceId, SpanId)> {
-    let sc = span_context(span);
-    sc.is_valid().then(|| (sc.trace_id(), sc.span_id()))
+    sc.is_valid()
+        .then(|| (sc.trace_id(), sc.span_id(), sc.is_sampled()))
 }
 
 /// What a batch span links to: the span of a recorded request.
