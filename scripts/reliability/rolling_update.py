@@ -438,25 +438,18 @@ def main():
         row, _ = run_phase("baseline", cluster, sampler, lb_port, 6, lambda: None, warmup_s=2)
         rows.append(row)
 
-        def update():
-            new, ok = cluster.rollout(old, "1.1.0", deadline_s=60)
-            return new, ok
-        row, (v110, ok) = run_phase("rolling update 1.0.0 -> 1.1.0", cluster, sampler, lb_port, roll_s, update)
-        rows.append(row)
-        if not ok:
-            problems.append("the rolling update stalled")
-        for p in old:
-            say("   " + fmt_termination(p))
-
-        def rollback():
-            new, ok = cluster.rollout(v110, "1.0.0", deadline_s=60)
-            return new, ok
-        row, (current, ok) = run_phase("rollback 1.1.0 -> 1.0.0", cluster, sampler, lb_port, roll_s, rollback)
-        rows.append(row)
-        if not ok:
-            problems.append("the rollback stalled")
-        for p in v110:
-            say("   " + fmt_termination(p))
+        # The rolling update, then the rollback: the same rollout from the pods serving now.
+        current = old
+        for phase, version, stalled_problem in (("rolling update 1.0.0 -> 1.1.0", "1.1.0", "the rolling update stalled"),
+                                                ("rollback 1.1.0 -> 1.0.0", "1.0.0", "the rollback stalled")):
+            previous = current
+            row, (current, ok) = run_phase(phase, cluster, sampler, lb_port, roll_s,
+                                           lambda: cluster.rollout(previous, version, deadline_s=60))
+            rows.append(row)
+            if not ok:
+                problems.append(stalled_problem)
+            for p in previous:
+                say("   " + fmt_termination(p))
 
         pids = {p.name: p.proc.pid for p in current}
 
