@@ -1,5 +1,6 @@
-//! Batch buffers: the one preprocessed form every engine accepts (u8 HWC 224×224×3 per image),
-//! and the normalisation each backend applies to it.
+//! Batch buffers: the two input forms every engine accepts, one kind per batch: preprocessed
+//! images (u8 HWC 224×224×3, normalised by the backend) or client-made tensors (f32 NCHW
+//! 3×224×224, little-endian, already normalised); and the normalisation backends apply.
 
 /// Side of the square network input.
 pub const IMAGE_SIDE: usize = 224;
@@ -7,6 +8,30 @@ pub const IMAGE_SIDE: usize = 224;
 pub const IMAGE_CHANNELS: usize = 3;
 /// Bytes of one preprocessed image (u8, HWC).
 pub const IMAGE_BYTES: usize = IMAGE_SIDE * IMAGE_SIDE * IMAGE_CHANNELS;
+/// Bytes of one input tensor (f32 little-endian, CHW).
+pub const TENSOR_BYTES: usize = IMAGE_BYTES * 4;
+/// Bytes a batch buffer reserves per slot: room for either kind.
+pub const SLOT_BYTES: usize = TENSOR_BYTES;
+
+/// What the slots of a batch hold. A batch is all of one kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum InputKind {
+    /// u8 HWC 224×224×3 preprocessed images; the backend normalises them.
+    #[default]
+    Image,
+    /// f32 little-endian NCHW 3×224×224 tensors, already normalised: the model's own input.
+    Tensor,
+}
+
+impl InputKind {
+    /// Bytes of one slot's input.
+    pub const fn bytes(self) -> usize {
+        match self {
+            InputKind::Image => IMAGE_BYTES,
+            InputKind::Tensor => TENSOR_BYTES,
+        }
+    }
+}
 
 /// Host memory a batch lives in. Plain `Vec<u8>` on the CPU; a GPU backend supplies pinned memory.
 pub trait HostMemory: Send {
@@ -25,11 +50,12 @@ impl HostMemory for Vec<u8> {
     }
 }
 
-/// Up to `capacity` preprocessed images, contiguous, reused from batch to batch.
+/// Up to `capacity` inputs of one [`InputKind`], contiguous, reused from batch to batch.
 pub struct BatchBuffer {
     memory: Box<dyn HostMemory>,
     capacity: usize,
     len: usize,
+    kind: InputKind,
 }
 
 impl std::fmt::Debug for BatchBuffer {
@@ -37,30 +63,43 @@ impl std::fmt::Debug for BatchBuffer {
         f.debug_struct("BatchBuffer")
             .field("capacity", &self.capacity)
             .field("len", &self.len)
+            .field("kind", &self.kind)
             .finish()
     }
 }
 
 impl BatchBuffer {
-    /// A heap-allocated buffer for `capacity` images.
+    /// A heap-allocated buffer for `capacity` inputs of either kind.
     pub fn new(capacity: usize) -> Self {
-        Self::with_memory(Box::new(vec![0u8; capacity * IMAGE_BYTES]), capacity)
+        Self::with_memory(Box::new(vec![0u8; capacity * SLOT_BYTES]), capacity)
     }
 
-    /// Wraps backend-provided memory, which must hold at least `capacity` images.
+    /// Wraps backend-provided memory, which must hold at least `capacity` slots.
     ///
     /// # Panics
-    /// If the memory is smaller than `capacity * IMAGE_BYTES`: a backend bug, not an input error.
+    /// If the memory is smaller than `capacity * SLOT_BYTES`: a backend bug, not an input error.
     pub fn with_memory(memory: Box<dyn HostMemory>, capacity: usize) -> Self {
         assert!(
-            memory.bytes().len() >= capacity * IMAGE_BYTES,
+            memory.bytes().len() >= capacity * SLOT_BYTES,
             "batch memory too small"
         );
         Self {
             memory,
             capacity,
             len: 0,
+            kind: InputKind::Image,
         }
+    }
+
+    /// What the slots hold.
+    pub fn kind(&self) -> InputKind {
+        self.kind
+    }
+
+    /// Empties the batch and makes it a batch of `kind`.
+    pub fn reset(&mut self, kind: InputKind) {
+        self.len = 0;
+        self.kind = kind;
     }
 
     /// Images in the batch.
@@ -83,20 +122,21 @@ impl BatchBuffer {
         self.len = 0;
     }
 
-    /// Claims the next slot and returns it for the caller to write one image into.
-    /// `None` when the buffer is full.
+    /// Claims the next slot and returns it for the caller to write one input of the batch's
+    /// kind into. `None` when the buffer is full.
     pub fn next_slot(&mut self) -> Option<&mut [u8]> {
         if self.len == self.capacity {
             return None;
         }
-        let start = self.len * IMAGE_BYTES;
+        let size = self.kind.bytes();
+        let start = self.len * size;
         self.len += 1;
-        Some(&mut self.memory.bytes_mut()[start..start + IMAGE_BYTES])
+        Some(&mut self.memory.bytes_mut()[start..start + size])
     }
 
-    /// Copies one preprocessed image into the next slot; `false` when full or of the wrong size.
+    /// Copies one input into the next slot; `false` when full or not the size of the kind.
     pub fn push(&mut self, image: &[u8]) -> bool {
-        if image.len() != IMAGE_BYTES {
+        if image.len() != self.kind.bytes() {
             return false;
         }
         match self.next_slot() {
@@ -108,14 +148,24 @@ impl BatchBuffer {
         }
     }
 
-    /// The filled part: `len()` images back to back.
+    /// The filled part: `len()` inputs back to back.
     pub fn images(&self) -> &[u8] {
-        &self.memory.bytes()[..self.len * IMAGE_BYTES]
+        &self.memory.bytes()[..self.len * self.kind.bytes()]
     }
 
-    /// Image `i` of the batch.
+    /// Input `i` of the batch.
     pub fn image(&self, i: usize) -> &[u8] {
-        &self.images()[i * IMAGE_BYTES..(i + 1) * IMAGE_BYTES]
+        let size = self.kind.bytes();
+        &self.images()[i * size..(i + 1) * size]
+    }
+}
+
+/// Writes the f32 little-endian tensors of a [`InputKind::Tensor`] batch into `out` (resized).
+pub fn tensors_to_f32(batch: &BatchBuffer, out: &mut Vec<f32>) {
+    let bytes = batch.images();
+    out.resize(bytes.len() / 4, 0.0);
+    for (v, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+        *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
     }
 }
 
@@ -175,6 +225,27 @@ mod tests {
         b.clear();
         assert!(b.is_empty());
         assert_eq!(b.images().len(), 0);
+    }
+
+    #[test]
+    fn a_tensor_batch_takes_tensor_sized_slots_only() {
+        let mut b = BatchBuffer::new(2);
+        b.reset(InputKind::Tensor);
+        assert!(!b.push(&vec![1u8; IMAGE_BYTES]), "an image is not a tensor");
+        let t: Vec<u8> = (0..IMAGE_BYTES)
+            .flat_map(|i| (i as f32 * 0.5).to_le_bytes())
+            .collect();
+        assert!(b.push(&t));
+        assert!(b.push(&t));
+        assert!(!b.push(&t), "full");
+        assert_eq!(b.image(1).len(), TENSOR_BYTES);
+        let mut out = Vec::new();
+        tensors_to_f32(&b, &mut out);
+        assert_eq!(out.len(), 2 * IMAGE_BYTES);
+        assert_eq!((out[3], out[IMAGE_BYTES + 7]), (1.5, 3.5));
+        b.reset(InputKind::Image);
+        assert!(b.push(&vec![1u8; IMAGE_BYTES]));
+        assert_eq!(b.images().len(), IMAGE_BYTES);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The CPU backend: normalise to f32 NCHW, run ONNX Runtime, copy the logits out.
+//! The CPU backend: normalise images (or take tensors) to f32 NCHW, run ONNX Runtime, copy the
+//! logits out.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -8,7 +9,8 @@ use ort::session::{builder::GraphOptimizationLevel, Session};
 use ort::value::TensorRef;
 
 use crate::{
-    Backend, BatchBuffer, EngineError, Normalization, StageTiming, IMAGE_CHANNELS, IMAGE_SIDE,
+    tensors_to_f32, Backend, BatchBuffer, EngineError, InputKind, Normalization, StageTiming,
+    IMAGE_CHANNELS, IMAGE_SIDE,
 };
 
 static RUNTIME: OnceLock<Result<ort::environment::Environment, EngineError>> = OnceLock::new();
@@ -161,7 +163,10 @@ impl Backend for CpuBackend {
             return Ok(());
         }
         let start = Instant::now();
-        self.normalization.to_nchw(batch, &mut self.input);
+        match batch.kind() {
+            InputKind::Image => self.normalization.to_nchw(batch, &mut self.input),
+            InputKind::Tensor => tensors_to_f32(batch, &mut self.input),
+        }
         let normalized = Instant::now();
         timings.push(StageTiming {
             stage: "normalize",

@@ -1,10 +1,12 @@
 //! The inference engine: batches of preprocessed images in, logits out.
 //!
-//! Data flow: the server's batcher fills a [`BatchBuffer`] (u8 HWC 224×224×3 images, one slot
-//! each, allocated once per lane and reused) and hands it with a completion callback to one of
+//! Data flow: the server's batcher fills a [`BatchBuffer`] (u8 HWC 224×224×3 images, or f32
+//! NCHW tensors the client normalised itself: one [`InputKind`] per batch, one slot each,
+//! allocated once per lane and reused) and hands it with a completion callback to one of
 //! the [`Lanes`]. Each lane is a dedicated OS thread that owns one [`Backend`] (backends need not
 //! be `Send`: a GPU backend's handles live on its thread). The backend normalises the images
-//! itself (on the CPU one vectorisable pass to f32 NCHW; on the GPU, fused into the first kernel),
+//! itself (on the CPU one vectorisable pass to f32 NCHW; on the GPU, one kernel before the
+//! network; tensors are only converted),
 //! runs the model and writes `[n, classes]` logits. The callback gets the buffer back together
 //! with the logits or an [`EngineError`], which is `Clone` so one failure reaches every request
 //! of the batch.
@@ -23,7 +25,10 @@ mod testing;
 
 use std::time::Duration;
 
-pub use batch::{BatchBuffer, HostMemory, Normalization, IMAGE_BYTES, IMAGE_CHANNELS, IMAGE_SIDE};
+pub use batch::{
+    tensors_to_f32, BatchBuffer, HostMemory, InputKind, Normalization, IMAGE_BYTES, IMAGE_CHANNELS,
+    IMAGE_SIDE, SLOT_BYTES, TENSOR_BYTES,
+};
 pub use cpu::{init_onnx_runtime, CpuBackend, CpuConfig, ModelSource};
 pub use error::EngineError;
 pub use lane::{BackendFactory, BatchOutput, Job, JobDone, Lanes};

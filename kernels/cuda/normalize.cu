@@ -30,3 +30,28 @@ extern "C" __global__ void normalize_u8_hwc_to_f16_nhwc(
         q[c] = 0;
     }
 }
+
+// f32 NCHW tensors the client normalised itself (3 × plane floats per image) → fp16 NHWC,
+// channels padded with zeros up to `channels_out`. One thread per pixel of the batch.
+extern "C" __global__ void tensor_f32_nchw_to_f16_nhwc(
+    const float* __restrict__ src,
+    unsigned short* __restrict__ dst,
+    int pixels,
+    int plane,
+    int channels_out)
+{
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= pixels) {
+        return;
+    }
+    int image = i / plane;
+    int p = i - image * plane;
+    const float* s = src + 3 * (long long)plane * image + p;
+    unsigned short* q = dst + channels_out * (long long)i;
+    q[0] = f32_to_f16(s[0]);
+    q[1] = f32_to_f16(s[plane]);
+    q[2] = f32_to_f16(s[2 * (long long)plane]);
+    for (int c = 3; c < channels_out; ++c) {
+        q[c] = 0;
+    }
+}

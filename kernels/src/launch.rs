@@ -147,6 +147,7 @@ pub fn compile_cubin(name: &str, src: &str, arch: &str) -> Result<Vec<u8>, Kerne
 /// The compiled kernels of one CUDA context.
 pub struct Kernels {
     normalize: CudaFunction,
+    tensor_in: CudaFunction,
     softmax_topk: CudaFunction,
     max_pool: CudaFunction,
     avg_pool: CudaFunction,
@@ -213,11 +214,12 @@ impl Kernels {
         for ((_, _, names), image) in crate::SOURCES.iter().zip(images) {
             fns.extend(load(ctx, image, names)?);
         }
-        let [normalize, softmax_topk, max_pool, avg_pool]: [CudaFunction; 4] = fns
+        let [normalize, tensor_in, softmax_topk, max_pool, avg_pool]: [CudaFunction; 5] = fns
             .try_into()
-            .map_err(|_| bad("load", "expected four kernels".into()))?;
+            .map_err(|_| bad("load", "expected five kernels".into()))?;
         Ok(Kernels {
             normalize,
+            tensor_in,
             softmax_topk,
             max_pool,
             avg_pool,
@@ -257,6 +259,38 @@ impl Kernels {
         // SAFETY: the arguments match the kernel's signature in order and type (two pointers,
         // int, int, six floats); `src` holds 3 × `n` bytes and `dst` `n` × `c` halves (checked
         // above), which is all the kernel touches.
+        unsafe { launch.launch(grid(K, pixels)?) }.map_err(driver(K))?;
+        Ok(())
+    }
+
+    /// `images` f32 NCHW tensors of `plane` pixels in `src` → fp16 NHWC with `channels_out`
+    /// channels in `dst`.
+    pub fn tensor_in(
+        &self,
+        stream: &Arc<CudaStream>,
+        (src, dst): (DevBuf<'_>, DevBuf<'_>),
+        (images, plane, channels_out): (usize, usize, usize),
+    ) -> Result<(), KernelError> {
+        const K: &str = "tensor_f32_nchw_to_f16_nhwc";
+        if !(3..=64).contains(&channels_out) || plane == 0 {
+            return Err(bad(
+                K,
+                format!("channels_out {channels_out}, plane {plane}"),
+            ));
+        }
+        let pixels = images * plane;
+        need(K, "the input", &src, pixels * 3 * 4)?;
+        need(K, "the output", &dst, pixels * channels_out * 2)?;
+        let (n, p, c) = (int(K, pixels)?, int(K, plane)?, int(K, channels_out)?);
+        if n == 0 {
+            return Ok(());
+        }
+        let (sp, dp) = (src.ptr, dst.ptr);
+        let mut launch = stream.launch_builder(&self.tensor_in);
+        launch.arg(&sp).arg(&dp).arg(&n).arg(&p).arg(&c);
+        // SAFETY: the arguments match the kernel's signature in order and type (two pointers,
+        // three ints); `src` holds 3 × `n` floats and `dst` `n` × `c` halves (checked above),
+        // which is all the kernel touches.
         unsafe { launch.launch(grid(K, pixels)?) }.map_err(driver(K))?;
         Ok(())
     }

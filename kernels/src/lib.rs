@@ -2,7 +2,8 @@
 //!
 //! Data flow on the GPU: the batcher's u8 HWC images (224×224×3, in a pinned buffer) are copied
 //! to the device; [`NORMALIZE_CU`] turns them into the first layer's fp16 NHWC input, normalised
-//! and padded to 8 channels; after the network, [`SOFTMAX_TOPK_CU`] reduces each row of logits
+//! and padded to 8 channels (client-made f32 NCHW tensors take the same route through
+//! `tensor_f32_nchw_to_f16_nhwc`, converted and padded only); after the network, [`SOFTMAX_TOPK_CU`] reduces each row of logits
 //! to its k most probable classes, so only k pairs per image cross back over PCIe.
 //!
 //! [`reference`] computes exactly what each kernel computes, on the CPU: it is what the GPU
@@ -14,7 +15,8 @@ pub mod reference;
 #[cfg(feature = "cuda")]
 pub mod launch;
 
-/// CUDA C of the normalisation kernel `normalize_u8_hwc_to_f16_nhwc`.
+/// CUDA C of the input kernels: `normalize_u8_hwc_to_f16_nhwc` (images) and
+/// `tensor_f32_nchw_to_f16_nhwc` (tensors the client normalised).
 pub const NORMALIZE_CU: &str = include_str!("../cuda/normalize.cu");
 /// CUDA C of the `softmax_topk` kernel.
 pub const SOFTMAX_TOPK_CU: &str = include_str!("../cuda/softmax_topk.cu");
@@ -25,7 +27,10 @@ pub const SOURCES: [(&str, &str, &[&str]); 3] = [
     (
         "normalize.cu",
         NORMALIZE_CU,
-        &["normalize_u8_hwc_to_f16_nhwc"],
+        &[
+            "normalize_u8_hwc_to_f16_nhwc",
+            "tensor_f32_nchw_to_f16_nhwc",
+        ],
     ),
     ("softmax_topk.cu", SOFTMAX_TOPK_CU, &["softmax_topk"]),
     (

@@ -19,6 +19,20 @@ pub fn normalize(images: &[u8], channels_out: usize, affine: &Affine) -> Vec<f16
     out
 }
 
+/// What `tensor_f32_nchw_to_f16_nhwc` writes: f32 NCHW images of `plane` pixels → fp16 NHWC,
+/// padded with zeros to `channels_out`.
+pub fn tensor_to_nhwc(tensors: &[f32], plane: usize, channels_out: usize) -> Vec<f16> {
+    assert!(channels_out >= 3 && plane > 0 && tensors.len() % (3 * plane) == 0);
+    let mut out = Vec::with_capacity(tensors.len() / 3 * channels_out);
+    for image in tensors.chunks_exact(3 * plane) {
+        for p in 0..plane {
+            out.extend((0..3).map(|c| f16::from_f32(image[c * plane + p])));
+            out.extend(std::iter::repeat_n(f16::ZERO, channels_out - 3));
+        }
+    }
+    out
+}
+
 /// What `softmax_topk` returns for each `classes`-wide row of `logits`: the `k` most probable
 /// `(class, probability)`, highest first, ties to the lower class.
 pub fn softmax_topk(logits: &[f32], classes: usize, k: usize) -> Vec<Vec<(usize, f32)>> {
@@ -112,6 +126,21 @@ mod tests {
     }
 
     #[test]
+    fn tensors_are_transposed_to_nhwc_and_padded() {
+        // Two images of two pixels: channel planes [r0 r1 | g0 g1 | b0 b1].
+        let t = [
+            1.0, 2.0, 3.0, 4.0, 5.0, 6.0, -1.0, -2.0, -3.0, -4.0, -5.0, -6.0,
+        ];
+        let out: Vec<f32> = tensor_to_nhwc(&t, 2, 4)
+            .iter()
+            .map(|h| h.to_f32())
+            .collect();
+        let want = [1.0, 3.0, 5.0, 0.0, 2.0, 4.0, 6.0, 0.0];
+        assert_eq!(out[..8], want);
+        assert_eq!(out[8..12], [-1.0, -3.0, -5.0, 0.0]);
+    }
+
+    #[test]
     fn topk_is_sorted_sums_below_one_and_breaks_ties_low() {
         let logits = [
             1.0, 3.0, 3.0, -2.0, 0.5, /* row 2 */ 0.0, 0.0, 0.0, 0.0, 9.0,
@@ -143,6 +172,8 @@ mod tests {
         assert!(crate::POOL_CU.contains("extern \"C\" __global__ void avg_pool_f16_to_f32("));
         assert!(crate::NORMALIZE_CU
             .contains("extern \"C\" __global__ void normalize_u8_hwc_to_f16_nhwc("));
+        assert!(crate::NORMALIZE_CU
+            .contains("extern \"C\" __global__ void tensor_f32_nchw_to_f16_nhwc("));
         assert!(crate::SOFTMAX_TOPK_CU.contains("extern \"C\" __global__ void softmax_topk("));
         assert!(
             crate::SOFTMAX_TOPK_CU.contains(&format!("#define THREADS {}", crate::SOFTMAX_THREADS))

@@ -60,6 +60,28 @@ fn kernels_match_their_references_on_the_gpu() {
     let off = got.iter().zip(&want).filter(|(a, b)| a != b).count();
     assert_eq!(off, 0, "fp16 outputs differ from the reference");
 
+    // Client-made f32 NCHW tensors: conversion only, exactly as the reference rounds.
+    let plane = 224 * 224;
+    let tensors: Vec<f32> = (0..2 * 3 * plane)
+        .map(|i| ((i * 7919) % 4001) as f32 / 1000.0 - 2.0)
+        .collect();
+    let src = stream.clone_htod(&tensors).unwrap();
+    let dst = stream
+        .alloc_zeros::<u16>(2 * plane * PADDED_CHANNELS)
+        .unwrap();
+    k.tensor_in(
+        &stream,
+        (DevBuf::of(&src, &stream), DevBuf::of(&dst, &stream)),
+        (2, plane, PADDED_CHANNELS),
+    )
+    .unwrap();
+    let got = stream.clone_dtoh(&dst).unwrap();
+    let want: Vec<u16> = reference::tensor_to_nhwc(&tensors, plane, PADDED_CHANNELS)
+        .iter()
+        .map(|h| h.to_bits())
+        .collect();
+    assert_eq!(got, want, "tensor conversion differs from the reference");
+
     // Pools: 3 images of 16 channels × 112 × 112, fp16 values.
     let (n, c, h) = (3usize, 16usize, 112usize);
     let x: Vec<f32> = (0..n * h * h * c)

@@ -93,6 +93,16 @@ pub trait DeviceOps {
         channels: usize,
         affine: &Affine,
     ) -> Result<(), GpuError>;
+    /// `images` f32 NCHW tensors of `plane` pixels in `src` → `channels` fp16 per pixel in `dst`
+    /// (the NVRTC kernel; the client normalised them).
+    fn tensor_in(
+        &mut self,
+        src: &Self::Buf,
+        dst: &Self::Buf,
+        images: usize,
+        plane: usize,
+        channels: usize,
+    ) -> Result<(), GpuError>;
     /// Sets up step `id` for batches of `n` (descriptors, algorithm choice) and returns the
     /// workspace bytes it needs.
     fn prepare_conv(&mut self, id: usize, layer: &ConvLayer, n: usize) -> Result<usize, GpuError>;

@@ -1,14 +1,17 @@
 //! The executor: runs a [`PreparedModel`] on any [`DeviceOps`], and [`PlanBackend`], the lane
 //! backend around it.
 //!
-//! At build: the weight arena is uploaded once; the u8 input staging, the activation slots (for
+//! At build: the weight arena is uploaded once; the input staging (u8 images, f32 tensors), the
+//! activation slots (for
 //! the largest bucket), the fp32 pooled features and logits are allocated once; every conv step is
 //! prepared for every bucket and one shared workspace of the largest need is allocated. Then, when
 //! the device has graphs, each bucket's steps are run once and captured as a graph (no
 //! allocation inside capture: everything exists by then).
 //!
-//! Per batch of `n`: copy the `n` images in (not the bucket), replay the bucket's graph (or launch
-//! the steps one by one), copy `n × classes` logits out, and read the stage times off the marks.
+//! Per batch of `n`: copy the `n` inputs in (not the bucket), run the input kernel of their kind
+//! (normalise images, or convert tensors) into the first slot, replay the bucket's graph of the
+//! network (or launch the steps one by one), copy `n × classes` logits out, and read the stage
+//! times off the marks.
 //! Rows `n..bucket` hold whatever the previous batch left there; rows never mix, so that is
 //! harmless.
 
@@ -20,7 +23,10 @@ use super::device::{ConvArgs, DeviceOps, GpuError, Mark};
 use super::layout::widen;
 use super::model::{Layer, PreparedModel};
 use super::plan::{bucket, buckets_up_to};
-use crate::{Backend, BatchBuffer, EngineError, StageTiming, IMAGE_BYTES, IMAGE_SIDE};
+use crate::{
+    Backend, BatchBuffer, EngineError, InputKind, StageTiming, IMAGE_BYTES, IMAGE_SIDE,
+    TENSOR_BYTES,
+};
 
 /// A prepared model resident on one device, ready to run batches.
 pub struct Executor<D: DeviceOps> {
@@ -30,6 +36,7 @@ pub struct Executor<D: DeviceOps> {
     affine: Affine,
     weights: D::Buf,
     input: D::Buf,
+    tensors: D::Buf,
     slots: Vec<D::Buf>,
     pooled: D::Buf,
     logits: D::Buf,
@@ -62,6 +69,7 @@ impl<D: DeviceOps> Executor<D> {
             .ok_or_else(|| GpuError::Failed("the largest batch must be at least 1".into()))?;
         let weights = dev.upload(&model.arena)?;
         let input = dev.alloc(max * IMAGE_BYTES)?;
+        let tensors = dev.alloc(max * TENSOR_BYTES)?;
         let slots = (0..model.plan.slots.len())
             .map(|i| dev.alloc(model.slot_bytes(i, max)))
             .collect::<Result<Vec<_>, _>>()?;
@@ -87,6 +95,7 @@ impl<D: DeviceOps> Executor<D> {
             affine,
             weights,
             input,
+            tensors,
             slots,
             pooled,
             logits,
@@ -109,16 +118,18 @@ impl<D: DeviceOps> Executor<D> {
         &self.dev
     }
 
-    /// Runs every bucket once, then captures its steps as a graph where the device can.
+    /// Runs every bucket once, then captures its network steps (not the input kernel, which
+    /// depends on the batch's kind) as a graph where the device can.
     pub fn capture_graphs(&mut self) -> Result<Graphs, GpuError> {
         let (mut failed, mut reason) = (Vec::new(), None);
         for i in 0..self.buckets.len() {
             let b = self.buckets[i];
-            self.run_steps(b)?;
+            self.input_kernel(InputKind::Image, b)?;
+            self.run_network(b)?;
             if !self.dev.begin_capture()? {
                 return Ok(Graphs::Unsupported);
             }
-            let recorded = self.run_steps(b);
+            let recorded = self.run_network(b);
             let ended = self.dev.end_capture(b);
             match recorded.and(ended) {
                 Ok(()) => self.graphs[i] = true,
@@ -144,7 +155,20 @@ impl<D: DeviceOps> Executor<D> {
         logits: &mut Vec<f32>,
         timings: &mut Vec<StageTiming>,
     ) -> Result<(), GpuError> {
-        let outcome = self.run_batch(images, n, logits, timings);
+        self.run_kind(InputKind::Image, images, n, (logits, timings))
+    }
+
+    /// Runs the first `n` inputs of kind `kind` in `inputs` (`n × kind.bytes()`), as [`run`].
+    ///
+    /// [`run`]: Executor::run
+    pub fn run_kind(
+        &mut self,
+        kind: InputKind,
+        inputs: &[u8],
+        n: usize,
+        (logits, timings): (&mut Vec<f32>, &mut Vec<StageTiming>),
+    ) -> Result<(), GpuError> {
+        let outcome = self.run_batch(kind, inputs, n, logits, timings);
         if outcome.is_err() {
             // A copy of this batch may still be in flight: its buffer goes back to the batcher
             // only once the stream is idle.
@@ -155,7 +179,8 @@ impl<D: DeviceOps> Executor<D> {
 
     fn run_batch(
         &mut self,
-        images: &[u8],
+        kind: InputKind,
+        inputs: &[u8],
         n: usize,
         logits: &mut Vec<f32>,
         timings: &mut Vec<StageTiming>,
@@ -165,13 +190,18 @@ impl<D: DeviceOps> Executor<D> {
         if n == 0 {
             return Ok(());
         }
-        let (b, images) = self.batch_input(images, n)?;
+        let (b, inputs) = self.batch_input(kind, inputs, n)?;
         let bi = self.buckets.iter().position(|&x| x == b).unwrap_or(0);
         self.dev.mark(Mark::Start)?;
-        self.dev.copy_in(images, &self.input)?;
+        let staging = match kind {
+            InputKind::Image => &self.input,
+            InputKind::Tensor => &self.tensors,
+        };
+        self.dev.copy_in(inputs, staging)?;
         self.dev.mark(Mark::Copied)?;
+        self.input_kernel(kind, b)?;
         if !(self.graphs[bi] && self.dev.launch_graph(b)?) {
-            self.run_steps(b)?;
+            self.run_network(b)?;
         }
         self.dev.mark(Mark::Computed)?;
         logits.resize(n * self.model.classes, 0.0);
@@ -193,9 +223,9 @@ impl<D: DeviceOps> Executor<D> {
     /// to f32: fp16 activations, then the fp32 pooled features and logits. For checks that
     /// compare devices step by step; never on the serving path.
     pub fn run_traced(&mut self, images: &[u8], n: usize) -> Result<Vec<Vec<f32>>, GpuError> {
-        let (b, images) = self.batch_input(images, n)?;
+        let (b, images) = self.batch_input(InputKind::Image, images, n)?;
         self.dev.copy_in(images, &self.input)?;
-        self.normalize(b)?;
+        self.input_kernel(InputKind::Image, b)?;
         let mut outputs = Vec::new();
         for id in 0..self.model.layers.len() {
             self.run_step(id, b)?;
@@ -212,39 +242,47 @@ impl<D: DeviceOps> Executor<D> {
         Ok(outputs)
     }
 
-    /// The bucket a batch of `n` runs in, and its `n` images out of `images`.
-    fn batch_input<'a>(&self, images: &'a [u8], n: usize) -> Result<(usize, &'a [u8]), GpuError> {
+    /// The bucket a batch of `n` runs in, and its `n` inputs out of `images`.
+    fn batch_input<'a>(
+        &self,
+        kind: InputKind,
+        images: &'a [u8],
+        n: usize,
+    ) -> Result<(usize, &'a [u8]), GpuError> {
         let b = bucket(n, &self.buckets).ok_or_else(|| {
             GpuError::Failed(format!(
                 "a batch of {n} is larger than the largest bucket ({})",
                 self.buckets.last().unwrap_or(&0)
             ))
         })?;
-        let images = images.get(..n * IMAGE_BYTES).ok_or_else(|| {
-            GpuError::Failed(format!("{n} images need {} bytes", n * IMAGE_BYTES))
-        })?;
+        let bytes = n * kind.bytes();
+        let images = images
+            .get(..bytes)
+            .ok_or_else(|| GpuError::Failed(format!("{n} inputs need {bytes} bytes")))?;
         Ok((b, images))
     }
 
-    /// Normalisation and every step of the network for a batch of `b` (a bucket).
-    fn run_steps(&mut self, b: usize) -> Result<(), GpuError> {
-        self.normalize(b)?;
+    /// Every step of the network for a batch of `b` (a bucket): what a graph holds.
+    fn run_network(&mut self, b: usize) -> Result<(), GpuError> {
         for id in 0..self.model.layers.len() {
             self.run_step(id, b)?;
         }
         Ok(())
     }
 
-    /// The u8 input images → the first slot's fp16 NHWC, for a batch of `b`.
-    fn normalize(&mut self, b: usize) -> Result<(), GpuError> {
+    /// The staged inputs of `kind` → the first slot's fp16 NHWC, for a batch of `b`: u8 images
+    /// normalised, or f32 tensors converted.
+    fn input_kernel(&mut self, kind: InputKind, b: usize) -> Result<(), GpuError> {
         let plan = &self.model.plan;
-        self.dev.normalize(
-            &self.input,
-            &self.slots[plan.io_slots.0],
-            b * IMAGE_SIDE * IMAGE_SIDE,
-            plan.shapes[0].c,
-            &self.affine,
-        )
+        let (first, channels) = (&self.slots[plan.io_slots.0], plan.shapes[0].c);
+        let plane = IMAGE_SIDE * IMAGE_SIDE;
+        match kind {
+            InputKind::Image => {
+                self.dev
+                    .normalize(&self.input, first, b * plane, channels, &self.affine)
+            }
+            InputKind::Tensor => self.dev.tensor_in(&self.tensors, first, b, plane, channels),
+        }
     }
 
     /// Step `id` of the network for a batch of `b`.
@@ -326,7 +364,7 @@ impl<D: DeviceOps> Backend for PlanBackend<D> {
     ) -> Result<(), EngineError> {
         Ok(self
             .exec
-            .run(batch.images(), batch.len(), logits, timings)?)
+            .run_kind(batch.kind(), batch.images(), batch.len(), (logits, timings))?)
     }
 
     fn classes(&self) -> usize {

@@ -256,6 +256,23 @@ fn the_twin_runs_the_plan_with_fp16_error_only() {
     assert_eq!(steps.len(), 8);
     assert_eq!(steps[0].len(), 3 * 8 * 112 * 112, "the stem's fp16 output");
     assert_eq!(steps[7], logits, "the traced logits are the served ones");
+    // The same images as tensors the client normalised itself: the same answer, bit for bit
+    // (both kernels compute x · scale + bias in f32 and round it to fp16 once).
+    let mut tensors = Vec::new();
+    let mut chw = vec![0.0f32; IMAGE_BYTES];
+    for img in &images {
+        NORM.image_to_chw(img, &mut chw);
+        tensors.extend(chw.iter().flat_map(|v| v.to_le_bytes()));
+    }
+    let mut from_tensors = Vec::new();
+    exec.run_kind(
+        crate::InputKind::Tensor,
+        &tensors,
+        3,
+        (&mut from_tensors, &mut timings),
+    )
+    .unwrap();
+    assert_eq!(from_tensors, logits, "tensors and images agree");
     let err = exec
         .run(&[0u8; IMAGE_BYTES * 5], 5, &mut logits, &mut timings)
         .unwrap_err();
@@ -350,6 +367,17 @@ impl DeviceOps for Recording {
         assert!(px * 3 <= self.sizes[*s] && px * ch * 2 <= self.sizes[*d]);
         self.step("normalize", px / (IMAGE_SIDE * IMAGE_SIDE), &[*s], *d)
     }
+    fn tensor_in(
+        &mut self,
+        s: &usize,
+        d: &usize,
+        n: usize,
+        plane: usize,
+        ch: usize,
+    ) -> Result<(), GpuError> {
+        assert!(n * plane * 12 <= self.sizes[*s] && n * plane * ch * 2 <= self.sizes[*d]);
+        self.step("tensor_in", n, &[*s], *d)
+    }
     fn prepare_conv(&mut self, id: usize, _: &ConvLayer, n: usize) -> Result<usize, GpuError> {
         self.calls.push(Call::Prepare(id, n));
         Ok(1000 * n + id)
@@ -442,9 +470,10 @@ fn batches_copy_their_images_replay_their_bucket_and_allocate_nothing() {
         .iter()
         .filter(|c| matches!(c, Call::Alloc(_)))
         .count();
-    // Arena, input, the slots, pooled, logits, one workspace of the largest need.
+    // Arena, image and tensor staging, the slots, pooled, logits, one workspace of the largest
+    // need.
     let slots = PreparedModel::build(&tiny()).unwrap().plan.slots.len();
-    assert_eq!(allocs, 5 + slots);
+    assert_eq!(allocs, 6 + slots);
     assert_eq!(
         *exec.device().sizes.last().unwrap(),
         (1000 * 8 + 5usize).next_multiple_of(256)
@@ -457,12 +486,27 @@ fn batches_copy_their_images_replay_their_bucket_and_allocate_nothing() {
         run,
         [
             Call::CopyIn(3 * IMAGE_BYTES),
+            Call::Step("normalize", 4),
             Call::Launch(4),
             Call::CopyOut(30)
         ],
-        "n images in, the bucket's graph, n rows out"
+        "n images in, normalised for the bucket, the bucket's graph, n rows out"
     );
     assert_eq!(logits.len(), 30);
+    let before = exec.device().calls.len();
+    let tensors = vec![0u8; 2 * crate::TENSOR_BYTES];
+    exec.run_kind(crate::InputKind::Tensor, &tensors, 2, (&mut logits, &mut t))
+        .unwrap();
+    assert_eq!(
+        &exec.device().calls[before..],
+        [
+            Call::CopyIn(2 * crate::TENSOR_BYTES),
+            Call::Step("tensor_in", 2),
+            Call::Launch(2),
+            Call::CopyOut(20)
+        ],
+        "tensors take their own kernel into the same graph"
+    );
 }
 
 #[test]

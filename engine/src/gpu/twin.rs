@@ -190,6 +190,30 @@ impl DeviceOps for CpuTwin {
         write_f16(&mut dst.borrow_mut(), &values, "normalize")
     }
 
+    fn tensor_in(
+        &mut self,
+        src: &TwinBuf,
+        dst: &TwinBuf,
+        images: usize,
+        plane: usize,
+        channels: usize,
+    ) -> Result<(), GpuError> {
+        let src = src.borrow();
+        let bytes = images * 3 * plane * 4;
+        let raw = src
+            .get(..bytes)
+            .ok_or_else(|| short("tensor_in", bytes, src.len()))?;
+        let floats: Vec<f32> = raw
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        let values: Vec<f32> = kernels::reference::tensor_to_nhwc(&floats, plane, channels)
+            .iter()
+            .map(|h| h.to_f32())
+            .collect();
+        write_f16(&mut dst.borrow_mut(), &values, "tensor_in")
+    }
+
     fn prepare_conv(&mut self, _: usize, _: &ConvLayer, _: usize) -> Result<usize, GpuError> {
         Ok(0)
     }

@@ -256,6 +256,23 @@ impl DeviceOps for CudaDevice {
             .map_err(from_kernel)
     }
 
+    fn tensor_in(
+        &mut self,
+        src: &CudaSlice<u8>,
+        dst: &CudaSlice<u8>,
+        images: usize,
+        plane: usize,
+        channels: usize,
+    ) -> Result<(), GpuError> {
+        self.kernels
+            .tensor_in(
+                &self.stream,
+                (self.buf(src), self.buf(dst)),
+                (images, plane, channels),
+            )
+            .map_err(from_kernel)
+    }
+
     fn prepare_conv(&mut self, id: usize, layer: &ConvLayer, n: usize) -> Result<usize, GpuError> {
         let stream = self.stream.clone();
         self.dnn.prepare(id, layer, n, &stream, &self.tune_events)

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use cudarc::driver::{CudaContext, PinnedHostSlice};
 
-use crate::{BatchBuffer, HostMemory, IMAGE_BYTES};
+use crate::{BatchBuffer, HostMemory, SLOT_BYTES};
 
 struct Pinned {
     _slice: PinnedHostSlice<u8>,
@@ -33,7 +33,7 @@ impl HostMemory for Pinned {
 /// A batch buffer for `capacity` images in pinned memory; the heap when pinning fails (then the
 /// copies are synchronous, and a warning says so).
 pub(super) fn batch(ctx: &Arc<CudaContext>, capacity: usize) -> BatchBuffer {
-    let len = capacity * IMAGE_BYTES;
+    let len = capacity * SLOT_BYTES;
     // SAFETY: a fresh allocation; its contents are only ever written before they are read.
     let pinned = unsafe { ctx.alloc_pinned::<u8>(len.max(1)) }.and_then(|mut slice| {
         let ptr = slice.as_mut_ptr()?;
