@@ -22,8 +22,10 @@ pub mod telemetry;
 
 pub mod batching;
 mod http;
+mod infer;
 mod model_control;
 mod serve;
+mod v2;
 
 pub use http::{intake, predict};
 pub use telemetry::trace;
@@ -56,6 +58,8 @@ pub(crate) struct Pipeline {
     batcher_died: Arc<AtomicBool>,
     /// The model's content version (`model_control::version_of`).
     version: String,
+    /// Names of the network's input and output tensors, as in the file.
+    io: (String, String),
 }
 
 /// State shared by every connection.
@@ -75,8 +79,8 @@ pub(crate) struct App {
     reloading: tokio::sync::Mutex<()>,
     /// Batcher threads: the serving one and any retired by a reload that are still finishing.
     batchers: parking_lot::Mutex<Vec<std::thread::JoinHandle<()>>>,
-    /// Triton's statistics of the v2 image model.
-    v2_stats: http::kserve_stats::Stats,
+    /// Triton's statistics of the v2 models.
+    v2_stats: v2::stats::Stats,
     /// The `model_info` series of the serving model.
     model_labels: parking_lot::Mutex<Option<telemetry::metrics::ModelLabels>>,
     hooks: Hooks,

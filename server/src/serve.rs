@@ -360,6 +360,7 @@ fn build_pipeline(app: &App) -> Result<(Pipeline, JoinHandle<()>), ServeError> {
             health,
             batcher_died,
             version,
+            io: (sig.input.clone(), sig.output.clone()),
         },
         thread,
     ))

@@ -1,5 +1,5 @@
-//! The KServe v2 HTTP protocol for the image model, as Triton's clients send it: JSON header
-//! plus the binary tensor extension, the classification extension, and the protocol's errors.
+//! The KServe v2 HTTP protocol for both models, as Triton's clients send it: JSON header plus
+//! the binary tensor extension, the classification extension, and the protocol's errors.
 
 mod common;
 
@@ -134,7 +134,7 @@ async fn triton_style_requests_get_the_answers_of_predict() {
         .unwrap()
         .contains("densenet_image"));
     let r = infer(&server, "resnet50", &body, n).await;
-    assert_eq!(r.status, 404, "the tensor model is not served yet");
+    assert_eq!(r.status, 400, "IMAGE is not the tensor model's input");
     let wrong =
         json!({"inputs": [{"name": "IMAGE", "datatype": "BYTES", "shape": [2, 3], "data": ["a"]}]});
     let wrong = wrong.to_string().into_bytes();
@@ -170,5 +170,149 @@ async fn triton_style_requests_get_the_answers_of_predict() {
     assert_eq!(st["queue"]["count"], 5);
     assert!(st["compute_infer"]["ns"].as_u64().unwrap() > 0);
     assert!(st["success"]["ns"].as_u64().unwrap() > 0);
+    server.stop().await.unwrap();
+}
+
+/// `file` as the network's own input: preprocessed as `/predict` does, normalised, f32 CHW.
+fn tensor_of(file: &std::path::Path) -> Vec<f32> {
+    let bytes = std::fs::read(file).unwrap();
+    let pre = gateway::imaging::preprocess(&bytes, u64::MAX).unwrap();
+    let norm = engine::Normalization {
+        mean: [0.485, 0.456, 0.406],
+        std: [0.229, 0.224, 0.225],
+    };
+    let mut chw = vec![0.0; engine::IMAGE_BYTES];
+    norm.image_to_chw(&pre.pixels, &mut chw);
+    chw
+}
+
+fn argmax(v: &[f64]) -> u64 {
+    (0..v.len()).max_by(|&a, &b| v[a].total_cmp(&v[b])).unwrap() as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tensor_model_takes_normalised_fp32_and_answers_as_predict() {
+    let server = TestServer::start(&[("MAX_BATCH_SIZE", "8")]).await;
+    let m = server.get("/v2/models/resnet50").await.unwrap().json();
+    assert_eq!(
+        m["inputs"][0],
+        json!({"name": "input", "datatype": "FP32", "shape": [-1, 3, 224, 224]})
+    );
+    assert_eq!(
+        m["outputs"][0],
+        json!({"name": "logits", "datatype": "FP32", "shape": [-1, 1000]})
+    );
+    let c = server
+        .get("/v2/models/resnet50/config")
+        .await
+        .unwrap()
+        .json();
+    assert_eq!(c["input"][0]["dims"], json!([3, 224, 224]));
+    assert_eq!(c["input"][0]["format"], "FORMAT_NCHW");
+
+    let files: Vec<_> = common::files("good").into_iter().take(3).collect();
+    let mut expected = Vec::new();
+    for f in &files {
+        expected.push(server.predict_file(f, "").await.unwrap().predictions()[0].0);
+    }
+    let tensors: Vec<Vec<f32>> = files.iter().map(|f| tensor_of(f)).collect();
+
+    // Binary: the three tensors in one request, FP32 logits back as binary.
+    let raw: Vec<u8> = tensors
+        .iter()
+        .flatten()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let header = json!({
+        "inputs": [{"name": "input", "datatype": "FP32", "shape": [3, 3, 224, 224],
+                    "parameters": {"binary_data_size": raw.len()}}],
+        "outputs": [{"name": "logits", "parameters": {"binary_data": true}}],
+    })
+    .to_string();
+    let mut body = header.clone().into_bytes();
+    body.extend_from_slice(&raw);
+    let r = infer(&server, "resnet50", &body, header.len()).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let (head, out) = split(&r);
+    assert_eq!(head["model_name"], "resnet50");
+    assert_eq!(head["outputs"][0]["shape"], json!([3, 1000]));
+    for (i, want) in expected.iter().enumerate() {
+        let row: Vec<f64> = out[i * 4000..(i + 1) * 4000]
+            .chunks_exact(4)
+            .map(|b| f64::from(f32::from_le_bytes(b.try_into().unwrap())))
+            .collect();
+        assert_eq!(argmax(&row), *want, "{}", files[i].display());
+    }
+
+    // JSON data, nested as [1, 3, 224, 224], classified.
+    let nested: Vec<Vec<Vec<f32>>> = tensors[0]
+        .chunks(224 * 224)
+        .map(|plane| plane.chunks(224).map(<[f32]>::to_vec).collect())
+        .collect();
+    let header = json!({
+        "inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 3, 224, 224], "data": [nested]}],
+        "outputs": [{"name": "logits", "parameters": {"classification": 1}}],
+    })
+    .to_string();
+    let r = infer(&server, "resnet50", header.as_bytes(), header.len()).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let top = r.json()["outputs"][0]["data"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        top.split(':').nth(1).unwrap(),
+        expected[0].to_string(),
+        "{top}"
+    );
+
+    // A wrong shape, short data and an unknown output are the client's errors.
+    for (inputs, outputs, says) in [
+        (
+            json!([{"name": "input", "datatype": "FP32", "shape": [1, 224, 224, 3], "data": [0.0]}]),
+            json!(null),
+            "shape",
+        ),
+        (
+            json!([{"name": "input", "datatype": "FP32", "shape": [1, 3, 224, 224], "data": [0.0, 1.0]}]),
+            json!(null),
+            "bytes",
+        ),
+        (
+            json!([{"name": "input", "datatype": "UINT8", "shape": [1, 3, 224, 224], "data": [0]}]),
+            json!(null),
+            "FP32",
+        ),
+        (
+            json!([{"name": "input", "datatype": "FP32", "shape": [1, 3, 224, 224], "data": [0.0]}]),
+            json!([{"name": "probs"}]),
+            "probs",
+        ),
+    ] {
+        let mut h = json!({"inputs": inputs});
+        if !outputs.is_null() {
+            h["outputs"] = outputs;
+        }
+        let h = h.to_string();
+        let r = infer(&server, "resnet50", h.as_bytes(), h.len()).await;
+        assert_eq!(r.status, 400, "{h:.120}");
+        let e = r.json()["error"].as_str().unwrap().to_string();
+        assert!(e.contains(says), "{e}");
+    }
+    let s = server.get("/v2/models/stats").await.unwrap().json();
+    let names: Vec<_> = s["model_stats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].clone())
+        .collect();
+    assert_eq!(names, [json!("resnet50"), json!("resnet50_image")]);
+    let t = &s["model_stats"][0];
+    assert_eq!(t["inference_count"], 4, "{s}");
+    assert_eq!(t["inference_stats"]["fail"]["count"], 4, "{s}");
+    assert_eq!(
+        t["inference_stats"]["compute_input"]["ns"], 0,
+        "tensors need no decoding"
+    );
     server.stop().await.unwrap();
 }

@@ -232,7 +232,7 @@ impl Batcher {
             .buffers
             .pop()
             .expect("a lane with room has a free buffer");
-        buffer.clear();
+        buffer.reset(batch.first().map_or_else(Default::default, |p| p.kind));
         let mut tickets: Vec<Ticket> = Vec::with_capacity(batch.len());
         let links: Vec<_> = batch.iter().filter_map(|p| p.link.clone()).collect();
         let span =
@@ -303,9 +303,9 @@ type Ticket = (
     Duration,
 );
 
-/// Copies each image of `batch` into `buffer` and returns the tickets of those copied; an image
-/// of the wrong size (a preprocessing bug) is answered with an error at once, alone, instead of
-/// shifting every later image of the batch. The images and permits are released here.
+/// Copies each input of `batch` into `buffer` and returns the tickets of those copied; an input
+/// of the wrong size or kind (a bug upstream) is answered with an error at once, alone, instead
+/// of shifting every later input of the batch. The inputs and permits are released here.
 fn fill(buffer: &mut BatchBuffer, batch: Vec<Pending>, now: Instant) -> Vec<Ticket> {
     let mut tickets = Vec::with_capacity(batch.len());
     let size = batch.len();
@@ -314,13 +314,15 @@ fn fill(buffer: &mut BatchBuffer, batch: Vec<Pending>, now: Instant) -> Vec<Tick
         // The batch starts: the image leaves the admission count and its queue span ends.
         p.permit.release();
         drop(p.queue_span);
-        if buffer.push(&p.image) {
+        if p.kind == buffer.kind() && buffer.push(&p.input) {
             tickets.push((p.reply, now - p.enqueued));
         } else {
             let why = format!(
-                "the preprocessed image has {} bytes, the engine takes {}",
-                p.image.len(),
-                engine::IMAGE_BYTES
+                "the {:?} input has {} bytes, the {:?} batch takes {}",
+                p.kind,
+                p.input.len(),
+                buffer.kind(),
+                buffer.kind().bytes()
             );
             tracing::error!(error = %why, "image refused by the batch buffer");
             let _ = p.reply.send(Err(EngineError::Inference(why.into())));
@@ -445,7 +447,8 @@ mod tests {
         let (reply, rx) = tokio::sync::oneshot::channel();
         let now = Instant::now();
         let p = Pending {
-            image: vec![7; len],
+            input: vec![7; len].into(),
+            kind: engine::InputKind::Image,
             enqueued: now,
             deadline: now + Duration::from_secs(5),
             reply,

@@ -1,5 +1,6 @@
-//! The batcher's queue: a plain FIFO of admitted, preprocessed images with the rules for taking
-//! a batch. Owned by the batcher thread alone; no locks.
+//! The batcher's queue: a plain FIFO of admitted inputs (preprocessed images, or tensors a
+//! client made) with the rules for taking a batch: oldest first, one input kind per batch.
+//! Owned by the batcher thread alone; no locks.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -24,11 +25,13 @@ pub struct InferOutput {
 /// The reply to one request.
 pub type InferReply = Result<InferOutput, engine::EngineError>;
 
-/// One admitted image waiting for a batch.
+/// One admitted input waiting for a batch.
 #[derive(Debug)]
 pub struct Pending {
-    /// u8 HWC 224×224×3.
-    pub image: Vec<u8>,
+    /// A u8 HWC 224×224×3 image, or an f32 NCHW tensor, as `kind` says.
+    pub input: bytes::Bytes,
+    /// What `input` is; a batch holds one kind.
+    pub kind: engine::InputKind,
     /// When it entered the queue.
     pub enqueued: Instant,
     /// Past this, nobody wants the answer.
@@ -86,18 +89,22 @@ impl Queue {
         self.items.front().map(|p| p.enqueued)
     }
 
-    /// Takes up to `max` live images, oldest first, dropping dead ones on the way so they cost
-    /// no copy and no compute.
+    /// Takes up to `max` live inputs of the oldest live one's kind, oldest first, dropping dead
+    /// ones on the way so they cost no copy and no compute. Inputs of the other kind keep their
+    /// places for a later batch.
     pub fn next_batch(&mut self, max: usize, now: Instant) -> Taken {
         let mut taken = Taken::default();
-        while taken.batch.len() < max {
-            let Some(item) = self.items.pop_front() else {
-                break;
-            };
+        let mut kind = None;
+        let mut i = 0;
+        while taken.batch.len() < max && i < self.items.len() {
+            let item = &self.items[i];
             if item.is_dead(now) {
+                self.items.remove(i);
                 taken.dropped += 1;
+            } else if *kind.get_or_insert(item.kind) == item.kind {
+                taken.batch.extend(self.items.remove(i));
             } else {
-                taken.batch.push(item);
+                i += 1;
             }
         }
         taken
@@ -122,9 +129,19 @@ mod tests {
         at: Instant,
         ttl: Duration,
     ) -> (Pending, oneshot::Receiver<InferReply>) {
+        pending_of(adm, at, ttl, engine::InputKind::Image)
+    }
+
+    fn pending_of(
+        adm: &Arc<Admission>,
+        at: Instant,
+        ttl: Duration,
+        kind: engine::InputKind,
+    ) -> (Pending, oneshot::Receiver<InferReply>) {
         let (tx, rx) = oneshot::channel();
         let p = Pending {
-            image: vec![0; 4],
+            input: bytes::Bytes::from_static(&[0; 4]),
+            kind,
             enqueued: at,
             deadline: at + ttl,
             reply: tx,
@@ -173,6 +190,29 @@ mod tests {
         assert_eq!((t.batch.len(), t.dropped), (1, 2));
         drop(t);
         assert_eq!(adm.waiting(), 0, "permits of dropped requests are released");
+    }
+
+    #[test]
+    fn a_batch_holds_one_kind_and_the_other_keeps_its_place() {
+        use engine::InputKind::{Image, Tensor};
+        let adm = admission();
+        let (mut q, now, ttl) = (Queue::default(), Instant::now(), Duration::from_secs(5));
+        let mut rxs = Vec::new();
+        for (i, kind) in [Image, Tensor, Image, Tensor, Image]
+            .into_iter()
+            .enumerate()
+        {
+            let (p, rx) = pending_of(&adm, now + Duration::from_millis(i as u64), ttl, kind);
+            q.push(p);
+            rxs.push(rx);
+        }
+        let first = q.next_batch(8, now);
+        let kinds: Vec<_> = first.batch.iter().map(|p| (p.kind, p.enqueued)).collect();
+        let ms = |i| now + Duration::from_millis(i);
+        assert_eq!(kinds, [(Image, ms(0)), (Image, ms(2)), (Image, ms(4))]);
+        assert_eq!(q.oldest(), Some(ms(1)), "the tensors kept their order");
+        let second = q.next_batch(1, now);
+        assert_eq!((second.batch[0].kind, q.len()), (Tensor, 1));
     }
 
     #[test]

@@ -1,13 +1,9 @@
-//! The KServe v2 / Open Inference Protocol over HTTP, as Triton's clients speak it, for the
-//! image model `{MODEL_NAME}_image`: input `IMAGE` (BYTES `[-1, 1]`, each element an encoded
-//! image file, preprocessed exactly as `/predict` does), output `logits` (FP32 `[-1, classes]`).
-//!
-//! An inference of N images is N admissions and N queue entries, which batch with everything
-//! else the server runs; the request's deadline is `REQUEST_TIMEOUT`. Tensors come as JSON or
-//! with the binary tensor extension (`Inference-Header-Content-Length`, `binary_data_size`);
-//! outputs as JSON, binary (`binary_data`), or classified (`classification`: the top k as
-//! `"score:index:label"` strings). Errors are the protocol's `{"error": "…"}`. Statistics
-//! ([`super::kserve_stats`]) per Triton's extension. Not here yet: the FP32 tensor model and gRPC.
+//! The KServe v2 / Open Inference Protocol over HTTP/REST, as Triton's clients speak it, for
+//! both models of [`crate::v2`]: server and model health, metadata, Triton's model config and
+//! statistics, and inference with JSON tensors or the binary tensor extension
+//! (`Inference-Header-Content-Length`, `binary_data_size`), outputs as JSON, binary
+//! (`binary_data`) or classified (`classification`: the top k as `"score:index:label"`).
+//! Errors are the protocol's `{"error": "…"}` with our status for the failure.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,8 +14,9 @@ use hyper::header::HeaderValue;
 use hyper::{Request, StatusCode};
 use serde_json::{json, Value};
 
-use super::{classify_image, json as json_response, read_body, HttpResponse};
+use super::{json as json_response, read_body, HttpResponse};
 use crate::error::ApiError;
+use crate::v2::{bad, infer, Model, Output, OutputData};
 use crate::App;
 
 /// Route templates (the `route` label); a `/versions/{version}` segment maps to the same one.
@@ -31,6 +28,7 @@ const MODEL_READY: &str = "/v2/models/{model}/ready";
 const CONFIG: &str = "/v2/models/{model}/config";
 const INFER: &str = "/v2/models/{model}/infer";
 const STATS: &str = "/v2/models/{model}/stats";
+const ALL_STATS: &str = "/v2/models/stats";
 const HEADER_LENGTH: &str = "inference-header-content-length";
 
 /// The template `path` matches, if any.
@@ -39,6 +37,7 @@ pub fn route(path: &str) -> Option<&'static str> {
         "/v2" => return Some(ROOT),
         "/v2/health/live" => return Some(LIVE),
         "/v2/health/ready" => return Some(READY),
+        "/v2/models/stats" => return Some(ALL_STATS),
         _ => {}
     }
     let (_, rest) = model_path(path)?;
@@ -82,18 +81,9 @@ pub async fn serve(app: &Arc<App>, req: Request<Incoming>, route: &'static str) 
         ROOT if get => Ok(server_metadata(app)),
         LIVE if get => app.alive().map(|()| empty(StatusCode::OK)),
         READY if get => app.ready().map(|()| empty(StatusCode::OK)),
-        INFER if req.method() == hyper::Method::POST => {
-            let started = Instant::now();
-            let r = infer(app, req).await;
-            // Requests for another model, or refused before the model was involved, are not its.
-            if let Err(e) = &r {
-                if !matches!(e, ApiError::ModelNotFound(_) | ApiError::NotFound) {
-                    app.v2_stats.fail(started.elapsed());
-                }
-            }
-            r
-        }
-        INFER | ROOT | LIVE | READY => Err(ApiError::MethodNotAllowed),
+        ALL_STATS if get => Ok(all_stats(app)),
+        INFER if req.method() == hyper::Method::POST => infer(app, req).await,
+        INFER | ROOT | LIVE | READY | ALL_STATS => Err(ApiError::MethodNotAllowed),
         _ if !get => Err(ApiError::MethodNotAllowed),
         _ => model_get(app, req.uri().path(), route),
     };
@@ -108,68 +98,60 @@ fn server_metadata(app: &App) -> HttpResponse {
     let body = json!({
         "name": "inference-gateway",
         "version": app.config.app.version,
-        "extensions": ["classification", "binary_tensor_data", "model_repository", "statistics"],
+        "extensions": crate::v2::EXTENSIONS,
     });
     json_response(StatusCode::OK, body.to_string())
 }
 
-/// The image model's name: `{MODEL_NAME}_image`.
-fn image_model(app: &App) -> String {
-    format!("{}_image", app.config.model.name)
+fn all_stats(app: &App) -> HttpResponse {
+    let entries: Vec<Value> = Model::ALL
+        .into_iter()
+        .map(|m| app.v2_stats.json(m, &m.name(app)))
+        .collect();
+    json_response(
+        StatusCode::OK,
+        json!({ "model_stats": entries }).to_string(),
+    )
 }
 
-/// Checks `/v2/models/{model}[/versions/{v}]` names the image model, version 1 or none.
-fn check_model(app: &App, path: &str) -> Result<(), ApiError> {
+/// The model a `/v2/models/{model}[/versions/{v}]…` path names.
+fn model_of(app: &App, path: &str) -> Result<Model, ApiError> {
     let ((model, version), _) = model_path(path).ok_or(ApiError::NotFound)?;
-    if model == app.config.model.name {
-        return Err(ApiError::ModelNotFound(format!(
-            "{model} (FP32 tensors over KServe v2 are not served yet; use {} or /predict)",
-            image_model(app)
-        )));
-    }
-    if model != image_model(app) || version.is_some_and(|v| v != "1") {
-        return Err(ApiError::ModelNotFound(model.chars().take(64).collect()));
-    }
-    Ok(())
-}
-
-fn classes(app: &App) -> usize {
-    app.pipeline
-        .read()
-        .as_ref()
-        .map_or(models::NUM_CLASSES, |p| p.classes)
+    Model::find(app, model, version)
 }
 
 fn model_get(app: &App, path: &str, route: &'static str) -> Result<HttpResponse, ApiError> {
-    check_model(app, path)?;
-    let name = image_model(app);
-    let classes = classes(app);
+    let model = model_of(app, path)?;
+    let name = model.name(app);
+    if route == MODEL_READY {
+        return app.ready().map(|()| empty(StatusCode::OK));
+    }
+    if route == STATS {
+        let body = json!({ "model_stats": [app.v2_stats.json(model, &name)] });
+        return Ok(json_response(StatusCode::OK, body.to_string()));
+    }
+    let sig = model.signature(&*app.pipeline()?);
+    let (i, o) = (&sig.input, &sig.output);
     let body = match route {
         MODEL => json!({
             "name": name,
             "versions": ["1"],
             "platform": "inference-gateway",
-            "inputs": [{"name": "IMAGE", "datatype": "BYTES", "shape": [-1, 1]}],
-            "outputs": [{"name": "logits", "datatype": "FP32", "shape": [-1, classes]}],
+            "inputs": [{"name": i.name, "datatype": i.datatype, "shape": i.shape()}],
+            "outputs": [{"name": o.name, "datatype": o.datatype, "shape": o.shape()}],
         }),
-        MODEL_READY => return app.ready().map(|()| empty(StatusCode::OK)),
-        STATS => app.v2_stats.json(&name),
         _ => json!({
             "name": name,
             "platform": "inference-gateway",
             "max_batch_size": app.config.batching.max_batch_size,
-            "input": [{"name": "IMAGE", "data_type": "TYPE_STRING", "format": "FORMAT_NONE", "dims": [1]}],
-            "output": [{"name": "logits", "data_type": "TYPE_FP32", "dims": [classes]}],
+            "input": [{"name": i.name, "data_type": i.config_type(), "format": i.format(), "dims": i.dims}],
+            "output": [{"name": o.name, "data_type": o.config_type(), "dims": o.dims}],
             "dynamic_batching": {
                 "max_queue_delay_microseconds": app.config.batching.max_batch_delay.as_micros() as u64,
             },
         }),
     };
     Ok(json_response(StatusCode::OK, body.to_string()))
-}
-
-fn bad(message: impl Into<String>) -> ApiError {
-    ApiError::bad_request("invalid_inference_request", message)
 }
 
 /// The JSON header and the binary section after it.
@@ -190,85 +172,108 @@ fn split_body(req_headers: &hyper::HeaderMap, body: Bytes) -> Result<(Value, Byt
     Ok((header, body.slice(json_len..)))
 }
 
-/// Splits a binary BYTES tensor: each element a 4-byte little-endian length, then the bytes.
-fn bytes_elements(mut raw: Bytes) -> Result<Vec<Bytes>, ApiError> {
-    let mut out = Vec::new();
-    while !raw.is_empty() {
-        let head: [u8; 4] = raw
-            .get(..4)
-            .and_then(|h| h.try_into().ok())
-            .ok_or_else(|| bad("a BYTES element's 4-byte length is cut short"))?;
-        let n = u32::from_le_bytes(head) as usize;
-        if raw.len() < 4 + n {
-            return Err(bad("a BYTES element is longer than its tensor"));
-        }
-        out.push(raw.slice(4..4 + n));
-        raw = raw.slice(4 + n..);
-    }
-    Ok(out)
-}
-
-/// The encoded images of input `IMAGE`, from JSON strings or the binary section.
-fn images(header: &Value, binary: Bytes) -> Result<Vec<Bytes>, ApiError> {
-    let inputs = header["inputs"]
+/// The inputs of the request's one input tensor, from JSON `data` or the binary section.
+fn inputs(
+    sig: &crate::v2::Signature,
+    header: &Value,
+    binary: Bytes,
+) -> Result<Vec<Bytes>, ApiError> {
+    let list = header["inputs"]
         .as_array()
         .ok_or_else(|| bad("the request has no \"inputs\" array"))?;
-    let [input] = inputs.as_slice() else {
-        return Err(bad("the model takes exactly one input, IMAGE"));
+    let [input] = list.as_slice() else {
+        return Err(bad(format!(
+            "the model takes exactly one input, {}",
+            sig.input.name
+        )));
     };
-    if input["name"] != "IMAGE" || input["datatype"] != "BYTES" {
-        return Err(bad("the input must be IMAGE of datatype BYTES"));
-    }
     let shape: Vec<i64> = input["shape"]
         .as_array()
         .map(|s| s.iter().filter_map(Value::as_i64).collect())
         .unwrap_or_default();
-    let n = match shape.as_slice() {
-        [n, 1] | [n] if *n >= 1 => *n as usize,
-        _ => return Err(bad(format!("IMAGE has shape {shape:?}; expected [N, 1]"))),
-    };
-    let elements = match input["parameters"]["binary_data_size"].as_u64() {
-        Some(size) => {
-            let size = size as usize;
-            if size > binary.len() {
-                return Err(bad("binary_data_size is larger than the binary section"));
-            }
-            bytes_elements(binary.slice(..size))?
+    let name = input["name"].as_str().unwrap_or("");
+    let n = sig.batch_of(name, input["datatype"].as_str().unwrap_or(""), &shape)?;
+    let raw = match input["parameters"]["binary_data_size"].as_u64() {
+        Some(size) if size as usize > binary.len() => {
+            return Err(bad("binary_data_size is larger than the binary section"));
         }
+        Some(size) => Some(binary.slice(..size as usize)),
+        None => None,
+    };
+    if sig.input.datatype == "FP32" {
+        return match raw {
+            Some(raw) => crate::v2::tensors(raw, n),
+            None => crate::v2::tensors_from_values(&flat_numbers(&input["data"])?, n),
+        };
+    }
+    let elements = match raw {
+        Some(raw) => crate::v2::bytes_elements(raw)?,
         None => flat_strings(&input["data"])?,
     };
     if elements.len() != n {
         let got = elements.len();
-        return Err(bad(format!("IMAGE has shape [{n}, 1] but {got} elements")));
+        return Err(bad(format!(
+            "{name} has shape {shape:?} but {got} elements"
+        )));
     }
     Ok(elements)
 }
 
-fn flat_strings(data: &Value) -> Result<Vec<Bytes>, ApiError> {
-    let mut out = Vec::new();
+/// Every value of a (possibly nested) JSON array, depth first.
+fn flat<'a>(
+    data: &'a Value,
+    mut each: impl FnMut(&'a Value) -> Result<(), ApiError>,
+) -> Result<(), ApiError> {
     let mut stack = vec![data];
     while let Some(v) = stack.pop() {
         match v {
-            Value::String(s) => out.push(Bytes::copy_from_slice(s.as_bytes())),
             Value::Array(items) => stack.extend(items.iter().rev()),
-            _ => return Err(bad("IMAGE data must be strings (or use binary_data_size)")),
+            leaf => each(leaf)?,
         }
     }
+    Ok(())
+}
+
+fn flat_strings(data: &Value) -> Result<Vec<Bytes>, ApiError> {
+    let mut out = Vec::new();
+    flat(data, |v| match v {
+        Value::String(s) => {
+            out.push(Bytes::copy_from_slice(s.as_bytes()));
+            Ok(())
+        }
+        _ => Err(bad("BYTES data must be strings (or use binary_data_size)")),
+    })?;
     Ok(out)
 }
 
-/// What the client asked of output `logits`: binary or JSON, and the classification count.
-fn output_wanted(header: &Value) -> Result<(bool, Option<usize>), ApiError> {
+fn flat_numbers(data: &Value) -> Result<Vec<f32>, ApiError> {
+    let mut out = Vec::new();
+    flat(data, |v| match v.as_f64() {
+        Some(x) => {
+            out.push(x as f32);
+            Ok(())
+        }
+        None => Err(bad("FP32 data must be numbers (or use binary_data_size)")),
+    })?;
+    Ok(out)
+}
+
+/// What the client asked of the output: binary or JSON, and the classification count.
+fn output_wanted(
+    sig: &crate::v2::Signature,
+    header: &Value,
+) -> Result<(bool, Option<usize>), ApiError> {
     let Some(outputs) = header["outputs"].as_array() else {
         let binary = header["parameters"]["binary_data_output"].as_bool();
         return Ok((binary.unwrap_or(false), None));
     };
     let [out] = outputs.as_slice() else {
-        return Err(bad("the model has one output, logits"));
+        return Err(bad(format!(
+            "the model has one output, {}",
+            sig.output.name
+        )));
     };
-    if out["name"] != "logits" {
-        return Err(bad(format!("no output named {}", out["name"])));
-    }
+    sig.check_output(out["name"].as_str().unwrap_or(""))?;
     let p = &out["parameters"];
     let k = p["classification"].as_u64().map(|k| k as usize);
     Ok((p["binary_data"].as_bool().unwrap_or(false), k))
@@ -276,147 +281,73 @@ fn output_wanted(header: &Value) -> Result<(bool, Option<usize>), ApiError> {
 
 async fn infer(app: &Arc<App>, req: Request<Incoming>) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
-    let deadline = started + app.config.http.request_timeout;
-    check_model(app, req.uri().path())?;
+    let model = model_of(app, req.uri().path())?;
+    let outcome = infer_model(app, req, model, started).await;
+    if outcome.is_err() {
+        app.v2_stats.fail(model, started.elapsed());
+    }
+    outcome
+}
+
+async fn infer_model(
+    app: &Arc<App>,
+    req: Request<Incoming>,
+    model: Model,
+    started: Instant,
+) -> Result<HttpResponse, ApiError> {
     let pipeline = app.pipeline()?;
     app.authorize(req.headers())?;
     let headers = req.headers().clone();
     let body = read_body(req.into_body(), app.config.http.max_body_bytes).await?;
     let (header, binary) = split_body(&headers, body)?;
-    let images = images(&header, binary)?;
-    let max = app.config.batching.max_batch_size;
-    if images.len() > max {
-        return Err(bad(format!(
-            "{} images exceed max_batch_size {max}",
-            images.len()
-        )));
-    }
-    let (binary_out, classify) = output_wanted(&header)?;
-    let mut permits = Vec::with_capacity(images.len());
-    for _ in &images {
-        let limit = app.admission.limit();
-        permits.push(
-            app.admission
-                .try_admit()
-                .ok_or(ApiError::QueueFull(limit))?,
-        );
-    }
-    let work = images
-        .into_iter()
-        .zip(permits)
-        .map(|(image, permit)| classify_image(app, &pipeline, image, permit, deadline));
-    let timeout = app.config.http.request_timeout;
-    let answers = tokio::time::timeout_at(deadline.into(), futures_util::future::join_all(work))
-        .await
-        .map_err(|_| ApiError::Deadline(timeout))?;
-    let mut rows = Vec::with_capacity(answers.len());
-    for (i, a) in answers.into_iter().enumerate() {
-        rows.push(a.map_err(|e| match e {
-            ApiError::BadRequest { code, message } => ApiError::BadRequest {
-                code,
-                message: format!("IMAGE element {i}: {message}"),
-            },
-            other => other,
-        })?);
-    }
-    let logits: Vec<&[f32]> = rows.iter().map(|c| c.out.logits.as_slice()).collect();
+    let sig = model.signature(&pipeline);
+    let (binary_out, classify) = output_wanted(&sig, &header)?;
+    let inputs = inputs(&sig, &header, binary)?;
+    let rows = infer::run(app, &pipeline, model, inputs, started).await?;
+    let logits: Vec<&[f32]> = rows.iter().map(|r| r.logits.as_slice()).collect();
+    let output = Output::new(&sig, pipeline.labels, &logits, classify);
     let id = header["id"].as_str().map(str::to_owned);
-    let r = response(app, &pipeline, id, &logits, binary_out, classify);
-    let costs: Vec<_> = rows
-        .iter()
-        .map(|c| super::kserve_stats::ImageCost {
-            queue: c.out.queue_wait,
-            input: c.decode + c.preprocess,
-            infer: c.out.stages.iter().map(|s| s.duration).sum(),
-        })
-        .collect();
-    app.v2_stats.success(started.elapsed(), &costs);
+    let mut r = response(&model.name(app), id, &output, binary_out);
+    super::stamp_model_version(&mut r, &pipeline);
+    let costs: Vec<_> = rows.iter().map(|r| r.cost).collect();
+    app.v2_stats.success(model, started.elapsed(), &costs);
     Ok(r)
 }
 
-/// Builds the inference response: JSON, or JSON plus the binary section.
-fn response(
-    app: &App,
-    pipeline: &crate::Pipeline,
-    id: Option<String>,
-    logits: &[&[f32]],
-    binary: bool,
-    classify: Option<usize>,
-) -> HttpResponse {
-    let (mut output, raw) = logits_output(pipeline, logits, binary, classify);
-    if binary {
-        output["parameters"] = json!({"binary_data_size": raw.len()});
-    }
-    let mut head = json!({
-        "model_name": image_model(app),
-        "model_version": "1",
-        "outputs": [output],
-    });
+/// The inference response: JSON, or JSON plus the binary section.
+fn response(model: &str, id: Option<String>, output: &Output, binary: bool) -> HttpResponse {
+    let mut out =
+        json!({"name": output.name, "datatype": output.datatype(), "shape": output.shape});
+    let raw = if binary {
+        let raw = output.raw();
+        out["parameters"] = json!({"binary_data_size": raw.len()});
+        raw
+    } else {
+        out["data"] = match &output.data {
+            OutputData::Fp32(v) => json!(v),
+            OutputData::Strings(s) => json!(s),
+        };
+        Vec::new()
+    };
+    let mut head = json!({"model_name": model, "model_version": "1", "outputs": [out]});
     if let Some(id) = id {
         head["id"] = json!(id);
     }
     let head = head.to_string();
-    let mut r = if binary {
-        let head_len = head.len();
-        let mut body = BytesMut::from(head.as_bytes());
-        body.extend_from_slice(&raw);
-        let mut r = hyper::Response::new(http_body_util::Full::new(body.freeze()));
-        r.headers_mut().insert(
-            hyper::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/octet-stream"),
-        );
-        r.headers_mut()
-            .insert(HEADER_LENGTH, HeaderValue::from(head_len));
-        r
-    } else {
-        json_response(StatusCode::OK, head)
-    };
-    super::stamp_model_version(&mut r, pipeline);
-    r
-}
-
-/// Output `logits` as asked: the top `k` as `"score:index[:label]"` strings, or the FP32 rows;
-/// in the JSON (`data`) or, with `binary`, as the bytes returned.
-fn logits_output(
-    pipeline: &crate::Pipeline,
-    logits: &[&[f32]],
-    binary: bool,
-    classify: Option<usize>,
-) -> (Value, BytesMut) {
-    let n = logits.len();
-    let mut raw = BytesMut::new();
-    let Some(k) = classify.map(|k| k.clamp(1, pipeline.classes)) else {
-        let classes = logits.first().map_or(0, |r| r.len());
-        let mut o = json!({"name": "logits", "datatype": "FP32", "shape": [n, classes]});
-        let values = logits.iter().flat_map(|r| r.iter());
-        if binary {
-            values.for_each(|v| raw.extend_from_slice(&v.to_le_bytes()));
-        } else {
-            o["data"] = json!(values.collect::<Vec<_>>());
-        }
-        return (o, raw);
-    };
-    let strings: Vec<String> = logits
-        .iter()
-        .flat_map(|row| {
-            super::predict::top_k(row, k, pipeline.labels)
-                .into_iter()
-                .map(|p| match p.label.as_str() {
-                    "" => format!("{:.6}:{}", row[p.class_id], p.class_id),
-                    l => format!("{:.6}:{}:{l}", row[p.class_id], p.class_id),
-                })
-        })
-        .collect();
-    let mut o = json!({"name": "logits", "datatype": "BYTES", "shape": [n, k]});
-    if binary {
-        for s in &strings {
-            raw.extend_from_slice(&(s.len() as u32).to_le_bytes());
-            raw.extend_from_slice(s.as_bytes());
-        }
-    } else {
-        o["data"] = json!(strings);
+    if !binary {
+        return json_response(StatusCode::OK, head);
     }
-    (o, raw)
+    let head_len = head.len();
+    let mut body = BytesMut::from(head.as_bytes());
+    body.extend_from_slice(&raw);
+    let mut r = hyper::Response::new(http_body_util::Full::new(body.freeze()));
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    r.headers_mut()
+        .insert(HEADER_LENGTH, HeaderValue::from(head_len));
+    r
 }
 
 #[cfg(test)]
@@ -430,20 +361,17 @@ mod tests {
         assert_eq!(route("/v2/models/m/versions/1/infer"), Some(INFER));
         assert_eq!(route("/v2/models/m/versions/1"), Some(MODEL));
         assert_eq!(route("/v2/models/m/config"), Some(CONFIG));
+        assert_eq!(route("/v2/models/stats"), Some(ALL_STATS));
         assert_eq!(route("/v2/models//infer"), None);
         assert_eq!(route("/v2/models/m/explode"), None);
     }
 
     #[test]
-    fn binary_bytes_elements_split_and_refuse_short_input() {
-        let mut raw = Vec::new();
-        for e in [&b"ab"[..], b"", b"xyz"] {
-            raw.extend_from_slice(&(e.len() as u32).to_le_bytes());
-            raw.extend_from_slice(e);
-        }
-        let els = bytes_elements(Bytes::from(raw.clone())).unwrap();
-        assert_eq!(els, vec![&b"ab"[..], b"", b"xyz"]);
-        assert!(bytes_elements(Bytes::from(raw[..raw.len() - 1].to_vec())).is_err());
-        assert!(bytes_elements(Bytes::from_static(&[1, 0])).is_err());
+    fn nested_json_data_flattens_in_order_and_refuses_mixed_types() {
+        let v = json!([[1.0, 2.5], [3, [4]]]);
+        assert_eq!(flat_numbers(&v).unwrap(), vec![1.0, 2.5, 3.0, 4.0]);
+        assert!(flat_numbers(&json!([1, "x"])).is_err());
+        assert_eq!(flat_strings(&json!([["a"], "b"])).unwrap(), vec!["a", "b"]);
+        assert!(flat_strings(&json!(["a", 1])).is_err());
     }
 }

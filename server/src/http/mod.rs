@@ -5,7 +5,6 @@
 
 pub mod intake;
 mod kserve;
-pub(crate) mod kserve_stats;
 pub(crate) mod multipart;
 pub mod predict;
 mod repository;
@@ -19,16 +18,15 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
-use tokio::sync::oneshot;
 use tracing::{Instrument, Span};
 
 use crate::batching::admission::Permit;
-use crate::batching::queue::{InferOutput, Pending};
+use crate::batching::queue::InferOutput;
 use crate::error::ApiError;
-use crate::imaging::pool::PoolError;
+use crate::infer::{classify_image, Classified};
 use crate::telemetry::metrics::OPENMETRICS_CONTENT_TYPE;
 use crate::telemetry::trace::spans;
-use crate::{imaging, App, Pipeline};
+use crate::{App, Pipeline};
 use predict::{top_k, PredictResponse};
 
 /// The response type of every handler.
@@ -301,13 +299,6 @@ async fn predict(app: &App, req: Request<Incoming>) -> Result<HttpResponse, ApiE
     Ok(r)
 }
 
-/// What [`classify`] found and what it cost.
-struct Classified {
-    out: InferOutput,
-    decode: Duration,
-    preprocess: Duration,
-}
-
 /// Body → image bytes → decode pool → batcher → logits, with the decode and preprocess times.
 /// Runs inside the request's span: the decode pool's spans and the queue span are its children.
 async fn classify(
@@ -321,52 +312,6 @@ async fn classify(
     let body = read_body(body, app.config.http.max_body_bytes).await?;
     let image = intake::image_bytes(body, &kind)?;
     classify_image(app, pipeline, image, permit, deadline).await
-}
-
-/// One encoded image → decode pool → batcher → logits (`/predict` and the KServe v2 image
-/// model share it). `permit` is its admission place; `deadline` bounds it.
-async fn classify_image(
-    app: &App,
-    pipeline: &Pipeline,
-    image: Bytes,
-    permit: Permit,
-    deadline: Instant,
-) -> Result<Classified, ApiError> {
-    let max_pixels = app.config.http.max_image_pixels;
-    let pre = app
-        .decode
-        .run(move || imaging::preprocess(&image, max_pixels))
-        .await
-        .map_err(|e| match e {
-            PoolError::Busy => ApiError::DecodeBusy,
-            PoolError::Panicked => {
-                tracing::error!("an image decoder panicked; the request gets 400");
-                ApiError::bad_request("invalid_image", "the image could not be decoded")
-            }
-        })??;
-    let (tx, rx) = oneshot::channel();
-    let pending = Pending {
-        image: pre.pixels,
-        enqueued: Instant::now(),
-        deadline,
-        reply: tx,
-        permit,
-        link: spans::link(&Span::current()),
-        queue_span: spans::queue(),
-    };
-    pipeline
-        .requests
-        .try_send(pending)
-        .map_err(|_| ApiError::NotReady("draining"))?;
-    let out = rx
-        .await
-        .map_err(|_| ApiError::Engine(engine::EngineError::ShutDown))?
-        .map_err(ApiError::Engine)?;
-    Ok(Classified {
-        out,
-        decode: pre.decode,
-        preprocess: pre.preprocess,
-    })
 }
 
 impl App {

@@ -1,0 +1,110 @@
+//! One input's way from any transport to its logits: an encoded image goes through the decode
+//! pool first; a tensor goes straight in. Then the batcher's queue, a batch, and the logits
+//! back over a oneshot. `/predict` and both KServe v2 transports share it.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use engine::InputKind;
+use tokio::sync::oneshot;
+use tracing::Span;
+
+use crate::batching::admission::Permit;
+use crate::batching::queue::{InferOutput, Pending};
+use crate::error::ApiError;
+use crate::imaging::pool::PoolError;
+use crate::telemetry::trace::spans;
+use crate::{imaging, App, Pipeline};
+
+/// What one input became and what its preparation cost.
+pub(crate) struct Classified {
+    /// The engine's answer.
+    pub out: InferOutput,
+    /// Decoding (zero for tensors).
+    pub decode: Duration,
+    /// Resizing and cropping (zero for tensors).
+    pub preprocess: Duration,
+}
+
+/// One encoded image → decode pool → batcher → logits. `permit` is its admission place;
+/// `deadline` bounds it.
+pub(crate) async fn classify_image(
+    app: &App,
+    pipeline: &Pipeline,
+    image: Bytes,
+    permit: Permit,
+    deadline: Instant,
+) -> Result<Classified, ApiError> {
+    let max_pixels = app.config.http.max_image_pixels;
+    let pre = app
+        .decode
+        .run(move || imaging::preprocess(&image, max_pixels))
+        .await
+        .map_err(|e| match e {
+            PoolError::Busy => ApiError::DecodeBusy,
+            PoolError::Panicked => {
+                tracing::error!("an image decoder panicked; the request gets 400");
+                ApiError::bad_request("invalid_image", "the image could not be decoded")
+            }
+        })??;
+    let out = submit(
+        pipeline,
+        pre.pixels.into(),
+        InputKind::Image,
+        permit,
+        deadline,
+    )
+    .await?;
+    Ok(Classified {
+        out,
+        decode: pre.decode,
+        preprocess: pre.preprocess,
+    })
+}
+
+/// One input of `kind` that needs no preparation (a tensor, or an image already preprocessed)
+/// → batcher → logits.
+pub(crate) async fn submit(
+    pipeline: &Pipeline,
+    input: Bytes,
+    kind: InputKind,
+    permit: Permit,
+    deadline: Instant,
+) -> Result<InferOutput, ApiError> {
+    let (tx, rx) = oneshot::channel();
+    let pending = Pending {
+        input,
+        kind,
+        enqueued: Instant::now(),
+        deadline,
+        reply: tx,
+        permit,
+        link: spans::link(&Span::current()),
+        queue_span: spans::queue(),
+    };
+    pipeline
+        .requests
+        .try_send(pending)
+        .map_err(|_| ApiError::NotReady("draining"))?;
+    rx.await
+        .map_err(|_| ApiError::Engine(engine::EngineError::ShutDown))?
+        .map_err(ApiError::Engine)
+}
+
+/// Any input of `kind`: images through [`classify_image`], tensors through [`submit`].
+pub(crate) async fn classify(
+    app: &App,
+    pipeline: &Pipeline,
+    (input, kind): (Bytes, InputKind),
+    permit: Permit,
+    deadline: Instant,
+) -> Result<Classified, ApiError> {
+    match kind {
+        InputKind::Image => classify_image(app, pipeline, input, permit, deadline).await,
+        InputKind::Tensor => Ok(Classified {
+            out: submit(pipeline, input, kind, permit, deadline).await?,
+            decode: Duration::ZERO,
+            preprocess: Duration::ZERO,
+        }),
+    }
+}
