@@ -1,10 +1,12 @@
-"""Triton's own Python client (tritonclient[http], unchanged) against the real server: server
-and model health, metadata, config and statistics; a batch of encoded test images to `resnet50_image` with
-`class_count=5` gives each file the top-1 that `/predict` gives it; an unknown model and a wrong
-shape are refused with the protocol's errors. Run by .ci/run.
+"""Triton's own Python clients (tritonclient[http,grpc], unchanged) against the real server,
+over HTTP and over gRPC: server and model health, metadata, config and statistics; a batch of
+encoded test images to `resnet50_image` with `class_count=5` gives each file the top-1 that
+`/predict` gives it; a Pillow-preprocessed FP32 tensor to `resnet50` gives the argmax `/predict`
+gives that image; a wrong shape and an unknown model are refused with the protocol's errors.
+Run by .ci/run.
 
 Usage: python3 scripts/e2e/kserve_tritonclient.py [--gateway BIN]
-Needs: pip install "tritonclient[http]" numpy
+Needs: pip install "tritonclient[http,grpc]" numpy pillow
 """
 
 import argparse
@@ -15,11 +17,18 @@ import tempfile
 import urllib.request
 
 import numpy as np
+import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from PIL import Image, ImageOps
 from tritonclient.utils import InferenceServerException
 
 sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from harness import IMAGES, ROOT, check, conclude, free_port, get, start_gateway, stop, wait_until  # noqa: E402
+from make_reference_tensors import torchvision_resize_crop  # noqa: E402
+
+MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 
 def predict_top1(port, path):
@@ -33,66 +42,83 @@ def predict_top1(port, path):
         return json.load(r)["predictions"][0]["class_id"]
 
 
+def pillow_tensor(path):
+    """torchvision's ResNet50 preprocessing done with Pillow: [3, 224, 224] FP32, normalised."""
+    with Image.open(path) as img:
+        crop = torchvision_resize_crop(ImageOps.exif_transpose(img).convert("RGB"))
+    return ((crop.astype(np.float32) / 255.0 - MEAN) / STD).transpose(2, 0, 1)
+
+
+def refused(what, call, says):
+    try:
+        call()
+        check(False, f"{what} is refused")
+    except InferenceServerException as e:
+        check(says in str(e), f"{what} is refused: {str(e)[:160]}")
+
+
+def protocol_checks(name, mod, client, files, expected):
+    """Everything the issue asks, through one client (`mod` is tritonclient.http or .grpc)."""
+    grpc = mod is grpcclient
+    meta_kw = {"as_json": True} if grpc else {}
+    check(client.is_server_live() and client.is_server_ready(), f"{name}: server live and ready")
+    check(client.is_model_ready("resnet50_image") and client.is_model_ready("resnet50"), f"{name}: both models ready")
+    meta = client.get_model_metadata("resnet50_image", **meta_kw)
+    check(meta["inputs"][0]["name"] == "IMAGE" and meta["inputs"][0]["datatype"] == "BYTES"
+          and [int(d) for d in meta["inputs"][0]["shape"]] == [-1, 1], f"{name}: image metadata {meta['inputs']}")
+    meta = client.get_model_metadata("resnet50", **meta_kw)
+    check([int(d) for d in meta["inputs"][0]["shape"]] == [-1, 3, 224, 224] and meta["inputs"][0]["datatype"] == "FP32",
+          f"{name}: tensor metadata {meta['inputs']}")
+    config = client.get_model_config("resnet50", **meta_kw)
+    config = config.get("config", config)
+    check(int(config["max_batch_size"]) == 8, f"{name}: config max_batch_size {config['max_batch_size']}")
+
+    batch = np.array([[open(f, "rb").read()] for f in files], dtype=np.object_)
+    inp = mod.InferInput("IMAGE", list(batch.shape), "BYTES")
+    inp.set_data_from_numpy(batch) if grpc else inp.set_data_from_numpy(batch, binary_data=True)
+    out = mod.InferRequestedOutput("logits", class_count=5) if grpc else \
+        mod.InferRequestedOutput("logits", binary_data=True, class_count=5)
+    classes = client.infer("resnet50_image", [inp], outputs=[out]).as_numpy("logits")
+    check(classes.shape == (len(files), 5), f"{name}: classification output shape {classes.shape}")
+    tops = [int(row[0].decode().split(":")[1]) for row in classes]
+    check(tops == expected, f"{name}: image top-1 equals /predict's for every file ({tops} vs {expected})")
+
+    tensors = np.stack([pillow_tensor(f) for f in files])
+    tin = mod.InferInput("input", list(tensors.shape), "FP32")
+    tin.set_data_from_numpy(tensors) if grpc else tin.set_data_from_numpy(tensors, binary_data=True)
+    logits = client.infer("resnet50", [tin]).as_numpy("logits")
+    check(logits.shape == (len(files), 1000) and logits.dtype == np.float32, f"{name}: FP32 logits {logits.shape}")
+    argmax = [int(i) for i in logits.argmax(axis=1)]
+    check(argmax == expected, f"{name}: Pillow tensor argmax equals /predict's ({argmax} vs {expected})")
+
+    refused(f"{name}: an unknown model", lambda: client.infer("densenet_image", [inp]), "densenet_image")
+    wrong = mod.InferInput("input", [1, 224, 224, 3], "FP32")
+    wrong.set_data_from_numpy(np.zeros((1, 224, 224, 3), dtype=np.float32))
+    refused(f"{name}: a wrong shape", lambda: client.infer("resnet50", [wrong]), "shape")
+    stats = client.get_inference_statistics("resnet50", **meta_kw)["model_stats"][0]
+    check(int(stats["inference_count"]) >= len(files) and int(stats["inference_stats"]["fail"]["count"]) >= 1,
+          f"{name}: statistics count the tensor model's inputs and failures ({stats['inference_count']})")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--gateway", default=os.path.join(ROOT, "target", "debug", "inference-gateway"))
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="e2e-kserve-")
-    port = free_port()
-    gateway = start_gateway(args.gateway, port, open(os.path.join(tmp, "gateway.log"), "w"), MAX_BATCH_SIZE="8")
+    port, grpc_port = free_port(), free_port()
+    gateway = start_gateway(args.gateway, port, open(os.path.join(tmp, "gateway.log"), "w"),
+                            MAX_BATCH_SIZE="8", GRPC_PORT=str(grpc_port))
     try:
         wait_until(lambda: get(f"http://127.0.0.1:{port}/ready")[0] == 200, 180, "the gateway to be ready")
-        client = httpclient.InferenceServerClient(url=f"127.0.0.1:{port}")
-        check(client.is_server_live() and client.is_server_ready(), "server live and ready")
-        check(client.is_model_ready("resnet50_image"), "resnet50_image ready")
-        meta = client.get_model_metadata("resnet50_image")
-        check(meta["inputs"][0] == {"name": "IMAGE", "datatype": "BYTES", "shape": [-1, 1]}, f"metadata {meta['inputs']}")
-        config = client.get_model_config("resnet50_image")
-        check(config["max_batch_size"] == 8, f"config max_batch_size {config['max_batch_size']}")
-
         good = os.path.join(IMAGES, "good")
         files = [os.path.join(good, f) for f in sorted(os.listdir(good)) if not f.startswith("README")][:6]
-        batch = np.array([[open(f, "rb").read()] for f in files], dtype=np.object_)
-        inp = httpclient.InferInput("IMAGE", list(batch.shape), "BYTES")
-        inp.set_data_from_numpy(batch, binary_data=True)
-        out = httpclient.InferRequestedOutput("logits", binary_data=True, class_count=5)
-        result = client.infer("resnet50_image", [inp], outputs=[out])
-        classes = result.as_numpy("logits")
-        check(classes.shape == (len(files), 5), f"classification output shape {classes.shape}")
-        same = 0
-        for f, row in zip(files, classes):
-            top = int(row[0].decode().split(":")[1])
-            want = predict_top1(port, f)
-            same += top == want
-            if top != want:
-                print(f"  {os.path.basename(f)}: v2 {row[0].decode()} vs /predict {want}")
-        check(same == len(files), f"top-1 equals /predict's for every file ({same}/{len(files)})")
-
-        raw = client.infer("resnet50_image", [inp], outputs=[httpclient.InferRequestedOutput("logits", binary_data=True)])
-        logits = raw.as_numpy("logits")
-        check(logits.shape == (len(files), 1000) and logits.dtype == np.float32, f"FP32 logits {logits.shape} {logits.dtype}")
-
-        stats = client.get_inference_statistics("resnet50_image")["model_stats"][0]
-        check(int(stats["inference_count"]) == 2 * len(files)
-              and int(stats["inference_stats"]["success"]["count"]) == 2,
-              f"statistics count the images and requests ({stats['inference_count']} images)")
-        for model, what in (("densenet_image", "an unknown model"),):
-            try:
-                client.infer(model, [inp])
-                check(False, f"{what} is refused")
-            except InferenceServerException as e:
-                check("densenet_image" in str(e), f"{what} is refused: {e}")
-        wrong = httpclient.InferInput("IMAGE", [2, 3], "BYTES")
-        wrong.set_data_from_numpy(np.array([[b"a", b"b", b"c"], [b"d", b"e", b"f"]], dtype=np.object_))
-        try:
-            client.infer("resnet50_image", [wrong])
-            check(False, "a wrong shape is refused")
-        except InferenceServerException as e:
-            check("shape" in str(e), f"a wrong shape is refused: {e}")
+        expected = [predict_top1(port, f) for f in files]
+        protocol_checks("http", httpclient, httpclient.InferenceServerClient(url=f"127.0.0.1:{port}"), files, expected)
+        protocol_checks("grpc", grpcclient, grpcclient.InferenceServerClient(url=f"127.0.0.1:{grpc_port}"), files, expected)
     finally:
         code = stop(gateway, None)
     check(code == 0, f"the gateway exits 0 on SIGTERM ({code})")
-    conclude(tmp, "KServe v2 (tritonclient) checks")
+    conclude(tmp, "KServe v2 (tritonclient over HTTP and gRPC) checks")
 
 
 if __name__ == "__main__":

@@ -60,6 +60,9 @@ pub enum ApiError {
     /// Route exists, method does not.
     #[error("method not allowed for this path")]
     MethodNotAllowed,
+    /// A protocol method this server does not implement (gRPC `UNIMPLEMENTED`).
+    #[error("{0} is not implemented by this server")]
+    NotImplemented(&'static str),
     /// The engine failed on this request's batch.
     #[error("inference failed: {0}")]
     Engine(engine::EngineError),
@@ -78,6 +81,7 @@ impl ApiError {
             Self::Deadline(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::NotFound | Self::ModelNotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             Self::Engine(
                 engine::EngineError::Restarting(_)
                 | engine::EngineError::DeviceLost(_)
@@ -101,6 +105,7 @@ impl ApiError {
             Self::NotFound => "not_found",
             Self::ModelNotFound(_) => "model_not_found",
             Self::MethodNotAllowed => "method_not_allowed",
+            Self::NotImplemented(_) => "not_implemented",
             Self::Engine(engine::EngineError::Restarting(_)) => "engine_restarting",
             Self::Engine(engine::EngineError::DeviceLost(_)) => "device_lost",
             Self::Engine(engine::EngineError::ShutDown) => "shutting_down",
@@ -119,8 +124,26 @@ impl ApiError {
             Self::QueueFull(_) | Self::DecodeBusy => "queue_full",
             Self::NotReady(_) => "not_ready",
             Self::Deadline(_) => "deadline",
-            Self::NotFound | Self::ModelNotFound(_) | Self::MethodNotAllowed => "not_found",
+            Self::NotFound
+            | Self::ModelNotFound(_)
+            | Self::MethodNotAllowed
+            | Self::NotImplemented(_) => "not_found",
             Self::Engine(_) => "engine_error",
+        }
+    }
+
+    /// The gRPC status code of the failure, from its HTTP status (one mapping for both).
+    pub fn grpc_code(&self) -> tonic::Code {
+        use tonic::Code;
+        match self.status().as_u16() {
+            401 => Code::Unauthenticated,
+            404 => Code::NotFound,
+            405 | 501 => Code::Unimplemented,
+            413 | 429 => Code::ResourceExhausted,
+            503 => Code::Unavailable,
+            504 => Code::DeadlineExceeded,
+            400..=499 => Code::InvalidArgument,
+            _ => Code::Internal,
         }
     }
 

@@ -21,6 +21,7 @@ pub mod imaging;
 pub mod telemetry;
 
 pub mod batching;
+mod grpc;
 mod http;
 mod infer;
 mod model_control;
@@ -40,7 +41,7 @@ use parking_lot::RwLock;
 
 pub use config::Config;
 pub use error::ApiError;
-pub use serve::{run, run_with, BackendWrapper, Hooks, ServeError};
+pub use serve::{run, run_with, BackendWrapper, Hooks, Listeners, ServeError};
 
 use batching::admission::Admission;
 use batching::queue::Pending;

@@ -73,7 +73,18 @@ fn serve() -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}:{} (HOST, PORT)", addr.0, addr.1))?;
         tracing::info!(addr = %listener.local_addr()?, app = %config.app.name, version = %config.app.version, "listening");
-        gateway::run(config, listener, shutdown_signal()).await?;
+        let grpc = match config.http.grpc_port {
+            Some(port) => {
+                let grpc = tokio::net::TcpListener::bind((addr.0, port))
+                    .await
+                    .with_context(|| format!("cannot listen on {}:{port} (HOST, GRPC_PORT)", addr.0))?;
+                tracing::info!(addr = %grpc.local_addr()?, "listening for KServe v2 gRPC");
+                Some(grpc)
+            }
+            None => None,
+        };
+        let listeners = gateway::Listeners { http: listener, grpc };
+        gateway::run(config, listeners, shutdown_signal()).await?;
         Ok(())
     });
     // A model load still running on a blocking thread must not hold the exit past the drain.

@@ -66,25 +66,40 @@ pub struct Hooks {
     pub on_response: Option<Arc<dyn Fn(&'static str, u16) + Send + Sync>>,
 }
 
-/// Serves on `listener` until `shutdown` resolves, then drains and stops.
+/// The sockets the server answers on: HTTP (`/predict`, probes, metrics, KServe v2 REST) and,
+/// optionally, KServe v2 gRPC. A bare `TcpListener` is HTTP only.
+pub struct Listeners {
+    /// HTTP/1.1.
+    pub http: TcpListener,
+    /// gRPC (HTTP/2), when served.
+    pub grpc: Option<TcpListener>,
+}
+
+impl From<TcpListener> for Listeners {
+    fn from(http: TcpListener) -> Self {
+        Listeners { http, grpc: None }
+    }
+}
+
+/// Serves on `listeners` until `shutdown` resolves, then drains and stops.
 pub async fn run(
     config: Config,
-    listener: TcpListener,
+    listeners: impl Into<Listeners>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
-    run_with(config, listener, shutdown, Hooks::default()).await
+    run_with(config, listeners, shutdown, Hooks::default()).await
 }
 
 /// [`run`] with test [`Hooks`].
 pub async fn run_with(
     config: Config,
-    listener: TcpListener,
+    listeners: impl Into<Listeners>,
     shutdown: impl Future<Output = ()>,
     hooks: Hooks,
 ) -> Result<(), ServeError> {
     let app = Arc::new(App::new(config, hooks)?);
     let dispatch = app.dispatch.clone();
-    serve(app, listener, shutdown)
+    serve(app, listeners.into(), shutdown)
         .with_subscriber(dispatch)
         .await
 }
@@ -92,9 +107,14 @@ pub async fn run_with(
 /// The server's life under its own subscriber: accept until `shutdown`, then drain and stop.
 async fn serve(
     app: Arc<App>,
-    listener: TcpListener,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
+    let Listeners {
+        http: listener,
+        grpc,
+    } = listeners;
+    let grpc = grpc.map(|l| crate::grpc::spawn(app.clone(), l));
     if let Some(t) = app
         .config
         .telemetry
@@ -149,7 +169,7 @@ async fn serve(
             () = &mut shutdown => break,
         }
     }
-    drain(&app, listener, graceful).await;
+    drain(&app, listener, graceful, grpc).await;
     worker.abort();
     if app.tracing.is_some() {
         // Last: the spans of every drained request are queued by now.
@@ -166,8 +186,13 @@ async fn serve(
     Ok(())
 }
 
-/// Not-ready first, stop accepting, drain HTTP, flush the batcher, join the engine.
-async fn drain(app: &App, listener: TcpListener, graceful: GracefulShutdown) {
+/// Not-ready first, stop accepting, drain HTTP and gRPC, flush the batcher, join the engine.
+async fn drain(
+    app: &App,
+    listener: TcpListener,
+    graceful: GracefulShutdown,
+    grpc: Option<crate::grpc::Grpc>,
+) {
     let grace = app.config.http.graceful_shutdown_timeout;
     let deadline = tokio::time::Instant::now() + grace;
     tracing::info!(
@@ -181,12 +206,20 @@ async fn drain(app: &App, listener: TcpListener, graceful: GracefulShutdown) {
         app.draining.store(true, Ordering::Release);
     }
     drop(listener);
-    if tokio::time::timeout_at(deadline, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("connections still open at the shutdown deadline; closing them");
-    }
+    let grpc = async {
+        if let Some(g) = grpc {
+            g.shutdown(deadline).await;
+        }
+    };
+    let http = async {
+        if tokio::time::timeout_at(deadline, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("connections still open at the shutdown deadline; closing them");
+        }
+    };
+    tokio::join!(http, grpc);
     // The batcher sees its queue close once handlers let go. Join it, and any batcher a reload
     // retired that is still finishing its last batches.
     app.pipeline.write().take();

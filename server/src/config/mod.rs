@@ -42,6 +42,8 @@ pub struct HttpConfig {
     pub host: IpAddr,
     /// `PORT`.
     pub port: u16,
+    /// Port of the KServe v2 gRPC service (`GRPC_PORT`, default 8001 as Triton's; 0: off).
+    pub grpc_port: Option<u16>,
     /// `MAX_BODY_BYTES`: larger bodies get 413.
     pub max_body_bytes: usize,
     /// `MAX_IMAGE_PIXELS`: images whose header claims more get 413 before decoding.
@@ -247,6 +249,7 @@ impl Config {
                         .map_err(|_| "expected an IP address such as 0.0.0.0".into())
                 })?,
                 port: env.number("PORT", 8000, 0)?,
+                grpc_port: Some(env.number("GRPC_PORT", 8001, 0)?).filter(|&p| p != 0),
                 max_body_bytes: env.number("MAX_BODY_BYTES", 10 << 20, 1024)?,
                 max_image_pixels: env.number("MAX_IMAGE_PIXELS", 40_000_000, 1)?,
                 request_timeout: env.seconds("REQUEST_TIMEOUT", 30.0)?,

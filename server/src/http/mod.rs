@@ -9,6 +9,8 @@ pub(crate) mod multipart;
 pub mod predict;
 mod repository;
 
+pub(crate) use repository::{entries as repository_entries, unload_refused};
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -49,10 +51,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
     let span = spans::request(method, route, req.headers(), peer, port, quiet);
     let started = Instant::now();
     let request_id = app.request_id(req.headers());
-    // Only a recorded span carries it: no allocation per request otherwise.
-    let user_agent = spans::ids(&span)
-        .filter(|&(_, _, sampled)| sampled)
-        .and_then(|_| header_string(req.headers(), "user-agent"));
+    let user_agent = user_agent(&span, req.headers());
     let result = if v2.is_some() {
         Ok(kserve::serve(&app, req, route)
             .instrument(span.clone())
@@ -121,17 +120,25 @@ async fn route_request(
 }
 
 /// What [`finish`] records about an answered request.
-struct Done<'a> {
-    method: &'static str,
-    route: &'static str,
-    status: StatusCode,
-    request_id: &'a str,
-    user_agent: Option<String>,
-    elapsed: Duration,
+pub(crate) struct Done<'a> {
+    pub method: &'static str,
+    pub route: &'static str,
+    pub status: StatusCode,
+    pub request_id: &'a str,
+    pub user_agent: Option<String>,
+    pub elapsed: Duration,
+}
+
+/// The caller's `User-Agent`, kept only when the request's span is recorded.
+pub(crate) fn user_agent(span: &Span, headers: &HeaderMap) -> Option<String> {
+    // Only a recorded span carries it: no allocation per request otherwise.
+    spans::ids(span)
+        .filter(|&(_, _, sampled)| sampled)
+        .and_then(|_| header_string(headers, "user-agent"))
 }
 
 /// Metrics (with the trace as exemplar), the server span's answer, and the access-log line.
-fn finish(app: &App, span: &Span, d: Done<'_>) {
+pub(crate) fn finish(app: &App, span: &Span, d: Done<'_>) {
     let status = d.status.as_u16();
     let ids = spans::ids(span);
     let sampled = ids.is_some_and(|(_, _, sampled)| sampled);
@@ -201,11 +208,18 @@ fn error_response_with(e: &ApiError, app: &App, body: String) -> HttpResponse {
         r.headers_mut()
             .insert("retry-after", HeaderValue::from(secs));
     }
+    if let ApiError::Unauthorized = e {
+        r.headers_mut()
+            .insert("www-authenticate", HeaderValue::from_static("Bearer"));
+    }
+    note_error(e, app);
+    r
+}
+
+/// The log lines of a refusal, whatever the protocol: an engine failure always, the rest in
+/// debug mode.
+pub(crate) fn note_error(e: &ApiError, app: &App) {
     match e {
-        ApiError::Unauthorized => {
-            r.headers_mut()
-                .insert("www-authenticate", HeaderValue::from_static("Bearer"));
-        }
         ApiError::Engine(engine::EngineError::ShutDown) => {}
         ApiError::Engine(err) => tracing::error!(error = %err, "batch failed"),
         _ => {}
@@ -213,7 +227,6 @@ fn error_response_with(e: &ApiError, app: &App, body: String) -> HttpResponse {
     if app.config.app.debug {
         tracing::debug!(code = e.code(), error = %e, "request refused");
     }
-    r
 }
 
 /// `x-model-version`: which weights answered.

@@ -1,7 +1,8 @@
-//! Triton's model repository API (KServe v2 extension), for the one model this server serves:
-//! `POST /v2/repository/index` lists it with its state, `POST /v2/repository/models/{m}/load`
-//! loads `MODEL_PATH` again and swaps it in (whether or not `RELOAD` is set), and `…/unload`
-//! is refused (one model is always served).
+//! Triton's model repository API (KServe v2 extension), for the model file this server serves
+//! and its two v2 models (the tensor and the image model share it): `POST /v2/repository/index`
+//! lists them with their state, `POST /v2/repository/models/{m}/load` loads `MODEL_PATH` again
+//! and swaps it in (whether or not `RELOAD` is set), and `…/unload` is refused (the model is
+//! always served).
 
 use std::sync::Arc;
 
@@ -42,43 +43,47 @@ pub fn route(path: &str) -> Option<&'static str> {
     }
 }
 
-/// The `{model}` of a `…/models/{model}/…` path, checked against the model served.
+/// The `{model}` of a `…/models/{model}/…` path, checked against the models served.
 fn model_of<'a>(app: &App, path: &'a str) -> Result<&'a str, ApiError> {
     let name = path
         .strip_prefix("/v2/repository/models/")
         .and_then(|r| r.split('/').next())
         .unwrap_or("");
-    if name == app.config.model.name {
-        Ok(name)
-    } else {
-        Err(ApiError::ModelNotFound(name.chars().take(64).collect()))
-    }
+    crate::v2::Model::find(app, name, None).map(|_| name)
 }
 
+/// One model of the repository index.
 #[derive(Serialize)]
-struct Entry<'a> {
-    name: &'a str,
-    version: &'a str,
-    state: &'static str,
+pub(crate) struct Entry {
+    pub name: String,
+    pub version: String,
+    pub state: &'static str,
     #[serde(skip_serializing_if = "str::is_empty")]
-    reason: &'a str,
+    pub reason: &'static str,
+}
+
+/// Both models with the state of the model file (its version is the content version).
+pub(crate) fn entries(app: &App) -> Vec<Entry> {
+    let pipeline = app.pipeline.read().clone();
+    let (version, state, reason) = match (&pipeline, app.draining()) {
+        (_, true) => (String::new(), "UNAVAILABLE", "shutting down"),
+        (Some(p), false) => (p.version.clone(), "READY", ""),
+        (None, false) => (String::new(), "LOADING", ""),
+    };
+    crate::v2::Model::ALL
+        .into_iter()
+        .map(|m| Entry {
+            name: m.name(app),
+            version: version.clone(),
+            state,
+            reason,
+        })
+        .collect()
 }
 
 /// `POST /v2/repository/index`.
 pub fn index(app: &App) -> Result<HttpResponse, ApiError> {
-    let pipeline = app.pipeline.read().clone();
-    let (version, state, reason) = match (&pipeline, app.draining()) {
-        (_, true) => ("", "UNAVAILABLE", "shutting down"),
-        (Some(p), false) => (p.version.as_str(), "READY", ""),
-        (None, false) => ("", "LOADING", ""),
-    };
-    let entry = Entry {
-        name: &app.config.model.name,
-        version,
-        state,
-        reason,
-    };
-    let body = serde_json::to_string(&[entry]).expect("serialisable");
+    let body = serde_json::to_string(&entries(app)).expect("serialisable");
     Ok(json(StatusCode::OK, body))
 }
 
@@ -102,10 +107,15 @@ pub async fn load(app: &Arc<App>, path: &str) -> Result<HttpResponse, ApiError> 
 /// `POST /v2/repository/models/{m}/unload`: refused.
 pub fn unload(app: &App, path: &str) -> Result<HttpResponse, ApiError> {
     model_of(app, path)?;
-    Err(ApiError::bad_request(
+    Err(unload_refused())
+}
+
+/// Why unloading is refused (both protocols).
+pub(crate) fn unload_refused() -> ApiError {
+    ApiError::bad_request(
         "unload_unsupported",
         "this server always serves its one model; load a new file instead",
-    ))
+    )
 }
 
 #[cfg(test)]

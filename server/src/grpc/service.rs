@@ -1,0 +1,377 @@
+//! `inference.GRPCInferenceService`: each method checks what it must, calls the transport-free
+//! code of [`crate::v2`], and is observed like an HTTP request by [`Service::call`].
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use hyper::header::HeaderMap;
+use tonic::{Request, Response, Status};
+use tracing::Instrument;
+
+use super::convert;
+use super::proto::{self, grpc_inference_service_server::GrpcInferenceService};
+use crate::error::ApiError;
+use crate::model_control::{self, ReloadError};
+use crate::telemetry::trace::spans;
+use crate::v2::{infer, Model, Output};
+use crate::App;
+
+/// The full gRPC path of a method (the `route` label).
+macro_rules! rpc {
+    ($method:literal) => {
+        concat!("/inference.GRPCInferenceService/", $method)
+    };
+}
+
+/// The service, over the server's shared state.
+pub struct Service {
+    app: Arc<App>,
+}
+
+/// A unary method's answer.
+type Answer<T> = Result<Response<T>, Status>;
+
+impl Service {
+    pub(super) fn new(app: Arc<App>) -> Self {
+        Service { app }
+    }
+
+    /// Runs `work` on the message of `req` inside the call's span, then records the call as
+    /// HTTP requests are recorded (metrics, exemplar, access log) and maps an error to its code.
+    async fn call<M, T, F, Fut>(&self, route: &'static str, req: Request<M>, work: F) -> Answer<T>
+    where
+        F: FnOnce(M, HeaderMap) -> Fut,
+        Fut: Future<Output = Result<T, ApiError>>,
+    {
+        let app = &self.app;
+        let method = route.rsplit('/').next().unwrap_or(route);
+        let started = Instant::now();
+        let peer = req
+            .remote_addr()
+            .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
+        let headers = req.metadata().clone().into_headers();
+        let quiet = matches!(method, "ServerLive" | "ServerReady" | "ModelReady");
+        let port = app.config.http.grpc_port.unwrap_or(0);
+        let span = spans::request("POST", route, &headers, peer, port, quiet);
+        let request_id = app.request_id(&headers);
+        let user_agent = crate::http::user_agent(&span, &headers);
+        let result = work(req.into_inner(), headers)
+            .instrument(span.clone())
+            .await;
+        let status = match &result {
+            Ok(_) => hyper::StatusCode::OK,
+            Err(e) => {
+                if !method.starts_with("Repository") {
+                    app.metrics.reject(e.reject_reason());
+                }
+                crate::http::note_error(e, app);
+                e.status()
+            }
+        };
+        let done = crate::http::Done {
+            method: "POST",
+            route,
+            status,
+            request_id: &request_id,
+            user_agent,
+            elapsed: started.elapsed(),
+        };
+        crate::http::finish(app, &span, done);
+        match result {
+            Ok(v) => {
+                let mut r = Response::new(v);
+                if let Ok(id) = request_id.parse() {
+                    r.metadata_mut().insert("x-request-id", id);
+                }
+                Ok(r)
+            }
+            Err(e) => Err(Status::new(e.grpc_code(), e.message(app.config.app.debug))),
+        }
+    }
+
+    /// A method this server does not implement: recorded, and `UNIMPLEMENTED`.
+    async fn unimplemented<M, T>(&self, route: &'static str, req: Request<M>) -> Answer<T> {
+        self.call(route, req, |_, _| async move {
+            Err(ApiError::NotImplemented(route))
+        })
+        .await
+    }
+
+    fn model(&self, name: &str, version: &str) -> Result<Model, ApiError> {
+        Model::find(&self.app, name, Some(version))
+    }
+
+    async fn infer(
+        &self,
+        mut req: proto::ModelInferRequest,
+        headers: HeaderMap,
+    ) -> Result<proto::ModelInferResponse, ApiError> {
+        let app = &self.app;
+        let started = Instant::now();
+        let model = self.model(&req.model_name, &req.model_version)?;
+        let outcome = async {
+            let pipeline = app.pipeline()?;
+            app.authorize(&headers)?;
+            let sig = model.signature(&pipeline);
+            let k = convert::classification(&sig, &req.outputs)?;
+            let inputs = convert::inputs(&sig, &mut req)?;
+            let rows = infer::run(app, &pipeline, model, inputs, started).await?;
+            let logits: Vec<&[f32]> = rows.iter().map(|r| r.logits.as_slice()).collect();
+            let output = Output::new(&sig, pipeline.labels, &logits, k);
+            let costs: Vec<_> = rows.iter().map(|r| r.cost).collect();
+            Ok((
+                convert::response(model.name(app), std::mem::take(&mut req.id), &output),
+                costs,
+            ))
+        }
+        .await;
+        match outcome {
+            Ok((response, costs)) => {
+                app.v2_stats.success(model, started.elapsed(), &costs);
+                Ok(response)
+            }
+            Err(e) => {
+                app.v2_stats.fail(model, started.elapsed());
+                Err(e)
+            }
+        }
+    }
+}
+
+/// The extensions the gRPC service implements.
+const EXTENSIONS: [&str; 3] = ["classification", "model_repository", "statistics"];
+
+#[tonic::async_trait]
+impl GrpcInferenceService for Service {
+    async fn server_live(
+        &self,
+        req: Request<proto::ServerLiveRequest>,
+    ) -> Answer<proto::ServerLiveResponse> {
+        let live = self.app.alive().is_ok();
+        self.call(rpc!("ServerLive"), req, |_, _| async move {
+            Ok(proto::ServerLiveResponse { live })
+        })
+        .await
+    }
+
+    async fn server_ready(
+        &self,
+        req: Request<proto::ServerReadyRequest>,
+    ) -> Answer<proto::ServerReadyResponse> {
+        let ready = self.app.ready().is_ok();
+        self.call(rpc!("ServerReady"), req, |_, _| async move {
+            Ok(proto::ServerReadyResponse { ready })
+        })
+        .await
+    }
+
+    async fn model_ready(
+        &self,
+        req: Request<proto::ModelReadyRequest>,
+    ) -> Answer<proto::ModelReadyResponse> {
+        self.call(rpc!("ModelReady"), req, |m, _| async move {
+            self.model(&m.name, &m.version)?;
+            Ok(proto::ModelReadyResponse {
+                ready: self.app.ready().is_ok(),
+            })
+        })
+        .await
+    }
+
+    async fn server_metadata(
+        &self,
+        req: Request<proto::ServerMetadataRequest>,
+    ) -> Answer<proto::ServerMetadataResponse> {
+        self.call(rpc!("ServerMetadata"), req, |_, _| async move {
+            Ok(proto::ServerMetadataResponse {
+                name: "inference-gateway".into(),
+                version: self.app.config.app.version.clone(),
+                extensions: EXTENSIONS.map(String::from).into(),
+            })
+        })
+        .await
+    }
+
+    async fn model_metadata(
+        &self,
+        req: Request<proto::ModelMetadataRequest>,
+    ) -> Answer<proto::ModelMetadataResponse> {
+        self.call(rpc!("ModelMetadata"), req, |m, _| async move {
+            let model = self.model(&m.name, &m.version)?;
+            let sig = model.signature(&*self.app.pipeline()?);
+            Ok(convert::metadata(model.name(&self.app), &sig))
+        })
+        .await
+    }
+
+    async fn model_infer(
+        &self,
+        req: Request<proto::ModelInferRequest>,
+    ) -> Answer<proto::ModelInferResponse> {
+        self.call(rpc!("ModelInfer"), req, |m, headers| self.infer(m, headers))
+            .await
+    }
+
+    type ModelStreamInferStream =
+        futures_util::stream::Empty<Result<proto::ModelStreamInferResponse, Status>>;
+
+    async fn model_stream_infer(
+        &self,
+        req: Request<tonic::Streaming<proto::ModelInferRequest>>,
+    ) -> Answer<Self::ModelStreamInferStream> {
+        self.unimplemented(rpc!("ModelStreamInfer"), req).await
+    }
+
+    async fn model_config(
+        &self,
+        req: Request<proto::ModelConfigRequest>,
+    ) -> Answer<proto::ModelConfigResponse> {
+        self.call(rpc!("ModelConfig"), req, |m, _| async move {
+            let model = self.model(&m.name, &m.version)?;
+            let sig = model.signature(&*self.app.pipeline()?);
+            let config = convert::config(&self.app, model.name(&self.app), &sig);
+            Ok(proto::ModelConfigResponse {
+                config: Some(config),
+            })
+        })
+        .await
+    }
+
+    async fn model_statistics(
+        &self,
+        req: Request<proto::ModelStatisticsRequest>,
+    ) -> Answer<proto::ModelStatisticsResponse> {
+        self.call(rpc!("ModelStatistics"), req, |m, _| async move {
+            let models = match m.name.as_str() {
+                "" => Model::ALL.to_vec(),
+                name => vec![self.model(name, &m.version)?],
+            };
+            let app = &self.app;
+            let model_stats = models
+                .into_iter()
+                .map(|model| convert::statistics(model.name(app), app.v2_stats.snapshot(model)))
+                .collect();
+            Ok(proto::ModelStatisticsResponse { model_stats })
+        })
+        .await
+    }
+
+    async fn repository_index(
+        &self,
+        req: Request<proto::RepositoryIndexRequest>,
+    ) -> Answer<proto::RepositoryIndexResponse> {
+        self.call(rpc!("RepositoryIndex"), req, |_, headers| async move {
+            self.app.authorize(&headers)?;
+            let models = crate::http::repository_entries(&self.app)
+                .into_iter()
+                .map(|e| proto::repository_index_response::ModelIndex {
+                    name: e.name,
+                    version: e.version,
+                    state: e.state.into(),
+                    reason: e.reason.into(),
+                })
+                .collect();
+            Ok(proto::RepositoryIndexResponse { models })
+        })
+        .await
+    }
+
+    async fn repository_model_load(
+        &self,
+        req: Request<proto::RepositoryModelLoadRequest>,
+    ) -> Answer<proto::RepositoryModelLoadResponse> {
+        self.call(rpc!("RepositoryModelLoad"), req, |m, headers| async move {
+            self.app.authorize(&headers)?;
+            self.model(&m.model_name, "")?;
+            match model_control::reload(&self.app, "api").await {
+                Ok(_) => Ok(proto::RepositoryModelLoadResponse {}),
+                Err(ReloadError::NotServing) => Err(ApiError::NotReady("no model is serving yet")),
+                Err(ReloadError::Refused(why)) => Err(ApiError::bad_request(
+                    "model_load_failed",
+                    format!("{why}; the previous model keeps serving"),
+                )),
+            }
+        })
+        .await
+    }
+
+    async fn repository_model_unload(
+        &self,
+        req: Request<proto::RepositoryModelUnloadRequest>,
+    ) -> Answer<proto::RepositoryModelUnloadResponse> {
+        self.call(
+            rpc!("RepositoryModelUnload"),
+            req,
+            |m, headers| async move {
+                self.app.authorize(&headers)?;
+                self.model(&m.model_name, "")?;
+                Err(crate::http::unload_refused())
+            },
+        )
+        .await
+    }
+
+    async fn system_shared_memory_status(
+        &self,
+        req: Request<proto::SystemSharedMemoryStatusRequest>,
+    ) -> Answer<proto::SystemSharedMemoryStatusResponse> {
+        self.unimplemented(rpc!("SystemSharedMemoryStatus"), req)
+            .await
+    }
+
+    async fn system_shared_memory_register(
+        &self,
+        req: Request<proto::SystemSharedMemoryRegisterRequest>,
+    ) -> Answer<proto::SystemSharedMemoryRegisterResponse> {
+        self.unimplemented(rpc!("SystemSharedMemoryRegister"), req)
+            .await
+    }
+
+    async fn system_shared_memory_unregister(
+        &self,
+        req: Request<proto::SystemSharedMemoryUnregisterRequest>,
+    ) -> Answer<proto::SystemSharedMemoryUnregisterResponse> {
+        self.unimplemented(rpc!("SystemSharedMemoryUnregister"), req)
+            .await
+    }
+
+    async fn cuda_shared_memory_status(
+        &self,
+        req: Request<proto::CudaSharedMemoryStatusRequest>,
+    ) -> Answer<proto::CudaSharedMemoryStatusResponse> {
+        self.unimplemented(rpc!("CudaSharedMemoryStatus"), req)
+            .await
+    }
+
+    async fn cuda_shared_memory_register(
+        &self,
+        req: Request<proto::CudaSharedMemoryRegisterRequest>,
+    ) -> Answer<proto::CudaSharedMemoryRegisterResponse> {
+        self.unimplemented(rpc!("CudaSharedMemoryRegister"), req)
+            .await
+    }
+
+    async fn cuda_shared_memory_unregister(
+        &self,
+        req: Request<proto::CudaSharedMemoryUnregisterRequest>,
+    ) -> Answer<proto::CudaSharedMemoryUnregisterResponse> {
+        self.unimplemented(rpc!("CudaSharedMemoryUnregister"), req)
+            .await
+    }
+
+    async fn trace_setting(
+        &self,
+        req: Request<proto::TraceSettingRequest>,
+    ) -> Answer<proto::TraceSettingResponse> {
+        self.unimplemented(rpc!("TraceSetting"), req).await
+    }
+
+    async fn log_settings(
+        &self,
+        req: Request<proto::LogSettingsRequest>,
+    ) -> Answer<proto::LogSettingsResponse> {
+        self.unimplemented(rpc!("LogSettings"), req).await
+    }
+}
