@@ -246,6 +246,7 @@ impl Batcher {
             return;
         }
         let n = tickets.len();
+        let number = self.started as u64;
         self.metrics.batch_size.observe(n as f64);
         self.state[lane].in_flight += 1;
         let done_tx = self.done_tx.clone();
@@ -256,7 +257,7 @@ impl Batcher {
                     spans::batch_failed(span, e);
                 }
                 drop(span); // ends it: the batch is done
-                reply_all(tickets, result);
+                reply_all(tickets, number, result);
                 let _ = done_tx.send(Finished { lane, buffer });
             }),
         };
@@ -331,7 +332,7 @@ fn fill(buffer: &mut BatchBuffer, batch: Vec<Pending>, now: Instant) -> Vec<Tick
     tickets
 }
 
-fn reply_all(tickets: Vec<Ticket>, result: Result<BatchOutput<'_>, EngineError>) {
+fn reply_all(tickets: Vec<Ticket>, batch: u64, result: Result<BatchOutput<'_>, EngineError>) {
     let batch_size = tickets.len();
     for (i, (reply, queue_wait)) in tickets.into_iter().enumerate() {
         let answer = match &result {
@@ -340,6 +341,7 @@ fn reply_all(tickets: Vec<Ticket>, result: Result<BatchOutput<'_>, EngineError>)
                     logits: row.to_vec(),
                     queue_wait,
                     batch_size,
+                    batch,
                     stages: out.timings.to_vec(),
                 }),
                 None => Err(EngineError::Inference(
@@ -484,7 +486,7 @@ mod tests {
             timings: &[],
             lane: 0,
         };
-        reply_all(tickets, Ok(out));
+        reply_all(tickets, 1, Ok(out));
         assert_eq!(rx1.try_recv().unwrap().unwrap().logits, vec![1.0, 2.0, 3.0]);
         assert!(matches!(
             rx2.try_recv().unwrap(),

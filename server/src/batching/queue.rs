@@ -18,6 +18,8 @@ pub struct InferOutput {
     pub queue_wait: Duration,
     /// Images in the batch this one ran in.
     pub batch_size: usize,
+    /// The number of that batch (the batcher counts from 1), shared by every input in it.
+    pub batch: u64,
     /// Engine stage timings of that batch.
     pub stages: Vec<engine::StageTiming>,
 }

@@ -161,12 +161,14 @@ pub fn statistics(name: String, s: Snapshot) -> proto::ModelStatistics {
         version: "1".into(),
         last_inference: s.last_inference_ms,
         inference_count: s.inference_count,
+        execution_count: s.execution_count,
         inference_stats: Some(proto::InferStatistics {
             success: duration(s.success),
             fail: duration(s.fail),
             queue: duration(s.queue),
             compute_input: duration(s.compute_input),
             compute_infer: duration(s.compute_infer),
+            compute_output: duration(s.compute_output),
             ..Default::default()
         }),
         ..Default::default()

@@ -118,18 +118,19 @@ impl Service {
             let k = convert::classification(&sig, &req.outputs)?;
             let inputs = convert::inputs(&sig, &mut req)?;
             let rows = infer::run(app, &pipeline, model, inputs, started).await?;
+            let answered = Instant::now();
             let logits: Vec<&[f32]> = rows.iter().map(|r| r.logits.as_slice()).collect();
             let output = Output::new(&sig, pipeline.labels, &logits, k);
             let costs: Vec<_> = rows.iter().map(|r| r.cost).collect();
-            Ok((
-                convert::response(model.name(app), std::mem::take(&mut req.id), &output),
-                costs,
-            ))
+            let id = std::mem::take(&mut req.id);
+            let response = convert::response(model.name(app), id, &output);
+            Ok((response, costs, answered.elapsed()))
         }
         .await;
         match outcome {
-            Ok((response, costs)) => {
-                app.v2_stats.success(model, started.elapsed(), &costs);
+            Ok((response, costs, output)) => {
+                app.v2_stats
+                    .success(model, started.elapsed(), &costs, output);
                 Ok(response)
             }
             Err(e) => {

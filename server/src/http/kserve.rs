@@ -304,13 +304,16 @@ async fn infer_model(
     let (binary_out, classify) = output_wanted(&sig, &header)?;
     let inputs = inputs(&sig, &header, binary)?;
     let rows = infer::run(app, &pipeline, model, inputs, started).await?;
+    let answered = Instant::now();
     let logits: Vec<&[f32]> = rows.iter().map(|r| r.logits.as_slice()).collect();
     let output = Output::new(&sig, pipeline.labels, &logits, classify);
     let id = header["id"].as_str().map(str::to_owned);
     let mut r = response(&model.name(app), id, &output, binary_out);
     super::stamp_model_version(&mut r, &pipeline);
     let costs: Vec<_> = rows.iter().map(|r| r.cost).collect();
-    app.v2_stats.success(model, started.elapsed(), &costs);
+    let output = answered.elapsed();
+    app.v2_stats
+        .success(model, started.elapsed(), &costs, output);
     Ok(r)
 }
 

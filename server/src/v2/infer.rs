@@ -66,6 +66,7 @@ pub async fn run(
             queue: c.out.queue_wait,
             input: c.decode + c.preprocess,
             infer: c.out.stages.iter().map(|s| s.duration).sum(),
+            batch: c.out.batch,
         };
         rows.push(Row {
             logits: c.out.logits,

@@ -1,8 +1,11 @@
 //! Triton's statistics extension for both v2 models, from counts kept as requests finish. Per
 //! Triton: `success` and `fail` count requests and their whole time; `queue` (enqueue → batch
-//! start), `compute_input` (decode and preprocessing; zero for tensors) and `compute_infer`
-//! (the engine's stages of the batch the input ran in) count inputs.
+//! start), `compute_input` (decode and preprocessing; zero for tensors), `compute_infer` (the
+//! engine's stages of the batch the input ran in) and `compute_output` (its share of building
+//! the response) count inputs; `execution_count` counts the batches they ran in (a batch of
+//! images may also hold `/predict` requests: it counts once for the model).
 
+use std::collections::VecDeque;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
@@ -37,6 +40,8 @@ pub struct Snapshot {
     pub last_inference_ms: u64,
     /// Inputs inferred.
     pub inference_count: u64,
+    /// Batches they ran in.
+    pub execution_count: u64,
     /// Requests answered.
     pub success: Stat,
     /// Requests that failed.
@@ -47,11 +52,23 @@ pub struct Snapshot {
     pub compute_input: Stat,
     /// Inputs' engine time.
     pub compute_infer: Stat,
+    /// Inputs' share of building the response.
+    pub compute_output: Stat,
+}
+
+/// Batches remembered per model to count each execution once, though its requests finish one
+/// by one and, with several lanes, batches may finish out of order.
+const RECENT_BATCHES: usize = 256;
+
+#[derive(Default)]
+struct Counts {
+    now: Snapshot,
+    recent: VecDeque<u64>,
 }
 
 /// The statistics of both models.
 #[derive(Default)]
-pub struct Stats([Mutex<Snapshot>; 2]);
+pub struct Stats([Mutex<Counts>; 2]);
 
 /// What one input of a successful request cost.
 #[derive(Debug, Clone, Copy)]
@@ -62,19 +79,24 @@ pub struct ImageCost {
     pub input: Duration,
     /// The engine's stages for its batch.
     pub infer: Duration,
+    /// The number of its batch.
+    pub batch: u64,
 }
 
 impl Stats {
-    fn of(&self, model: Model) -> &Mutex<Snapshot> {
+    fn of(&self, model: Model) -> &Mutex<Counts> {
         &self.0[model as usize]
     }
 
-    /// A request for `model` answered after `took`, with what each of its inputs cost.
-    pub fn success(&self, model: Model, took: Duration, inputs: &[ImageCost]) {
+    /// A request for `model` answered after `took`, with what each of its inputs cost and the
+    /// time its response took to build (`output`, shared among them).
+    pub fn success(&self, model: Model, took: Duration, inputs: &[ImageCost], output: Duration) {
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        let mut c = self.of(model).lock();
+        let share = output / (inputs.len().max(1) as u32);
+        let mut guard = self.of(model).lock();
+        let Counts { now: c, recent } = &mut *guard;
         c.last_inference_ms = now_ms;
         c.inference_count += inputs.len() as u64;
         c.success.add(1, took);
@@ -82,17 +104,25 @@ impl Stats {
             c.queue.add(1, i.queue);
             c.compute_input.add(1, i.input);
             c.compute_infer.add(1, i.infer);
+            c.compute_output.add(1, share);
+            if !recent.contains(&i.batch) {
+                c.execution_count += 1;
+                if recent.len() == RECENT_BATCHES {
+                    recent.pop_front();
+                }
+                recent.push_back(i.batch);
+            }
         }
     }
 
     /// A request for `model` that failed after `took`.
     pub fn fail(&self, model: Model, took: Duration) {
-        self.of(model).lock().fail.add(1, took);
+        self.of(model).lock().now.fail.add(1, took);
     }
 
     /// `model`'s numbers now.
     pub fn snapshot(&self, model: Model) -> Snapshot {
-        *self.of(model).lock()
+        self.of(model).lock().now
     }
 
     /// The HTTP `model_stats` entry of `model`, called `name`.
@@ -103,13 +133,73 @@ impl Stats {
             "version": "1",
             "last_inference": c.last_inference_ms,
             "inference_count": c.inference_count,
+            "execution_count": c.execution_count,
             "inference_stats": {
                 "success": c.success.json(),
                 "fail": c.fail.json(),
                 "queue": c.queue.json(),
                 "compute_input": c.compute_input.json(),
                 "compute_infer": c.compute_infer.json(),
+                "compute_output": c.compute_output.json(),
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cost(batch: u64) -> ImageCost {
+        let ms = Duration::from_millis(1);
+        ImageCost {
+            queue: ms,
+            input: ms,
+            infer: 2 * ms,
+            batch,
+        }
+    }
+
+    #[test]
+    fn inputs_batches_and_requests_are_counted_per_model() {
+        let s = Stats::default();
+        // Two requests whose inputs shared batch 7; the second also ran in batch 8.
+        s.success(
+            Model::Tensor,
+            Duration::from_millis(9),
+            &[cost(7), cost(7)],
+            Duration::from_millis(2),
+        );
+        s.success(
+            Model::Tensor,
+            Duration::from_millis(5),
+            &[cost(7), cost(8)],
+            Duration::ZERO,
+        );
+        s.fail(Model::Tensor, Duration::from_millis(1));
+        let t = s.snapshot(Model::Tensor);
+        assert_eq!((t.inference_count, t.execution_count), (4, 2));
+        assert_eq!((t.success.count, t.fail.count), (2, 1));
+        assert_eq!(
+            t.compute_infer,
+            Stat {
+                count: 4,
+                ns: 8_000_000
+            }
+        );
+        assert_eq!(
+            t.compute_output,
+            Stat {
+                count: 4,
+                ns: 2_000_000
+            }
+        );
+        assert_eq!(
+            t.queue.count, t.compute_input.count,
+            "perf_analyzer needs equal counts"
+        );
+        assert_eq!(s.snapshot(Model::Image), Snapshot::default());
+        let j = s.json(Model::Tensor, "resnet50");
+        assert_eq!(j["inference_stats"]["compute_output"]["count"], 4);
     }
 }

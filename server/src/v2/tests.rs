@@ -54,7 +54,7 @@ fn inputs_are_checked_by_name_datatype_and_shape() {
 }
 
 #[test]
-fn tensors_are_cut_without_copies_and_refuse_bad_sizes_and_values() {
+fn tensors_are_cut_without_copies_and_refuse_bad_sizes() {
     let floats = vec![0.25f32; 2 * engine::IMAGE_BYTES];
     let raw: Bytes = floats
         .iter()
@@ -70,9 +70,6 @@ fn tensors_are_cut_without_copies_and_refuse_bad_sizes_and_values() {
     );
     assert!(tensors(raw.slice(4..), 2).is_err());
     assert!(tensors(raw.clone(), 1).is_err());
-    let mut nan = floats.clone();
-    nan[77] = f32::NAN;
-    assert!(tensors_from_values(&nan, 2).is_err());
     assert_eq!(tensors_from_values(&floats, 2).unwrap(), cut);
 }
 
