@@ -33,7 +33,7 @@ ENV HOST=0.0.0.0 \
     MODEL_PATH=/opt/inference-gateway/models/resnet50-builtin.onnx \
     MODEL_CACHE_DIR=/tmp/models
 USER 1000:1000
-EXPOSE 8000
+EXPOSE 8000 8001
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
   CMD ["curl", "-fsS", "-o", "/dev/null", "http://127.0.0.1:8000/health"]
 ENTRYPOINT ["/usr/local/bin/inference-gateway"]

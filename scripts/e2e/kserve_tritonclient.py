@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 import urllib.request
 
 import numpy as np
@@ -100,6 +101,23 @@ def protocol_checks(name, mod, client, files, expected):
           f"{name}: statistics count the tensor model's inputs and failures ({stats['inference_count']})")
 
 
+def calls_in_flight(client, files):
+    """Starts 8 gRPC inferences of 6 images each without waiting for them: SIGTERM comes while
+    they are queued or running, and each must still be answered. Returns their outcomes."""
+    import queue
+    batch = np.array([[open(f, "rb").read()] for f in files], dtype=np.object_)
+    outcomes = []
+    for _ in range(8):
+        done = queue.Queue()
+        inp = grpcclient.InferInput("IMAGE", list(batch.shape), "BYTES")
+        inp.set_data_from_numpy(batch)
+        client.async_infer("resnet50_image", [inp],
+                           callback=lambda result, error, done=done: done.put(error or result))
+        outcomes.append(done)
+    time.sleep(0.5)  # received and admitted (48 images fit MAX_QUEUE_SIZE), most not yet run
+    return outcomes
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--gateway", default=os.path.join(ROOT, "target", "debug", "inference-gateway"))
@@ -114,9 +132,15 @@ def main():
         files = [os.path.join(good, f) for f in sorted(os.listdir(good)) if not f.startswith("README")][:6]
         expected = [predict_top1(port, f) for f in files]
         protocol_checks("http", httpclient, httpclient.InferenceServerClient(url=f"127.0.0.1:{port}"), files, expected)
-        protocol_checks("grpc", grpcclient, grpcclient.InferenceServerClient(url=f"127.0.0.1:{grpc_port}"), files, expected)
+        grpc = grpcclient.InferenceServerClient(url=f"127.0.0.1:{grpc_port}")
+        protocol_checks("grpc", grpcclient, grpc, files, expected)
+        in_flight = calls_in_flight(grpc, files)
     finally:
         code = stop(gateway, None)
+    if "in_flight" in locals():
+        answers = [r.get(timeout=60) for r in in_flight]
+        errors = [str(e)[:120] for e in answers if isinstance(e, Exception)]
+        check(not errors, f"grpc: {len(answers)} calls in flight at SIGTERM all answered ({errors[:2]})")
     check(code == 0, f"the gateway exits 0 on SIGTERM ({code})")
     conclude(tmp, "KServe v2 (tritonclient over HTTP and gRPC) checks")
 

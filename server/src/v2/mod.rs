@@ -242,12 +242,12 @@ impl Output {
         let strings = rows
             .iter()
             .flat_map(|row| {
-                crate::predict::top_k(row, k, labels)
-                    .into_iter()
-                    .map(|p| match labels.get(p.class_id) {
+                crate::predict::top_k(row, k, labels).into_iter().map(|p| {
+                    match labels.get(p.class_id) {
                         None => format!("{:.6}:{}", row[p.class_id], p.class_id),
                         Some(l) => format!("{:.6}:{}:{l}", row[p.class_id], p.class_id),
-                    })
+                    }
+                })
             })
             .collect();
         let (shape, data) = ([n, k], OutputData::Strings(strings));
