@@ -122,7 +122,8 @@ fn next_batch(c: &mut Criterion) {
                     Duration::from_secs(30)
                 };
                 q.push(Pending {
-                    image: Vec::new(),
+                    input: bytes::Bytes::new(),
+                    kind: engine::InputKind::Image,
                     enqueued: now,
                     deadline: now + ttl,
                     reply,

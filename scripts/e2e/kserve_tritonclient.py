@@ -2,7 +2,8 @@
 over HTTP and over gRPC: server and model health, metadata, config and statistics; a batch of
 encoded test images to `resnet50_image` with `class_count=5` gives each file the top-1 that
 `/predict` gives it; a Pillow-preprocessed FP32 tensor to `resnet50` gives the argmax `/predict`
-gives that image; a wrong shape and an unknown model are refused with the protocol's errors.
+gives that image; a wrong shape, an unknown model and a missing API key are refused with the
+protocol's errors; gRPC calls in flight at SIGTERM are answered.
 Run by .ci/run.
 
 Usage: python3 scripts/e2e/kserve_tritonclient.py [--gateway BIN]
@@ -28,6 +29,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from harness import IMAGES, ROOT, check, conclude, free_port, get, start_gateway, stop, wait_until  # noqa: E402
 from make_reference_tensors import torchvision_resize_crop  # noqa: E402
 
+KEY = {"authorization": "Bearer e2e-key"}  # copied per call: tritonclient.http adds to the dict it is given
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
@@ -38,7 +40,7 @@ def predict_top1(port, path):
     body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x\"\r\n\r\n".encode()
             + data + f"\r\n--{boundary}--\r\n".encode())
     req = urllib.request.Request(f"http://127.0.0.1:{port}/predict", data=body,
-                                 headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+                                 headers={"content-type": f"multipart/form-data; boundary={boundary}", **KEY})
     with urllib.request.urlopen(req, timeout=60) as r:
         return json.load(r)["predictions"][0]["class_id"]
 
@@ -79,7 +81,9 @@ def protocol_checks(name, mod, client, files, expected):
     inp.set_data_from_numpy(batch) if grpc else inp.set_data_from_numpy(batch, binary_data=True)
     out = mod.InferRequestedOutput("logits", class_count=5) if grpc else \
         mod.InferRequestedOutput("logits", binary_data=True, class_count=5)
-    classes = client.infer("resnet50_image", [inp], outputs=[out]).as_numpy("logits")
+    refused(f"{name}: an inference without the API key", lambda: client.infer("resnet50_image", [inp]),
+            "UNAUTHENTICATED" if grpc else "401")
+    classes = client.infer("resnet50_image", [inp], outputs=[out], headers=dict(KEY)).as_numpy("logits")
     check(classes.shape == (len(files), 5), f"{name}: classification output shape {classes.shape}")
     tops = [int(row[0].decode().split(":")[1]) for row in classes]
     check(tops == expected, f"{name}: image top-1 equals /predict's for every file ({tops} vs {expected})")
@@ -87,15 +91,15 @@ def protocol_checks(name, mod, client, files, expected):
     tensors = np.stack([pillow_tensor(f) for f in files])
     tin = mod.InferInput("input", list(tensors.shape), "FP32")
     tin.set_data_from_numpy(tensors) if grpc else tin.set_data_from_numpy(tensors, binary_data=True)
-    logits = client.infer("resnet50", [tin]).as_numpy("logits")
+    logits = client.infer("resnet50", [tin], headers=dict(KEY)).as_numpy("logits")
     check(logits.shape == (len(files), 1000) and logits.dtype == np.float32, f"{name}: FP32 logits {logits.shape}")
     argmax = [int(i) for i in logits.argmax(axis=1)]
     check(argmax == expected, f"{name}: Pillow tensor argmax equals /predict's ({argmax} vs {expected})")
 
-    refused(f"{name}: an unknown model", lambda: client.infer("densenet_image", [inp]), "densenet_image")
+    refused(f"{name}: an unknown model", lambda: client.infer("densenet_image", [inp], headers=dict(KEY)), "densenet_image")
     wrong = mod.InferInput("input", [1, 224, 224, 3], "FP32")
     wrong.set_data_from_numpy(np.zeros((1, 224, 224, 3), dtype=np.float32))
-    refused(f"{name}: a wrong shape", lambda: client.infer("resnet50", [wrong]), "shape")
+    refused(f"{name}: a wrong shape", lambda: client.infer("resnet50", [wrong], headers=dict(KEY)), "shape")
     stats = client.get_inference_statistics("resnet50", **meta_kw)["model_stats"][0]
     check(int(stats["inference_count"]) >= len(files) and int(stats["inference_stats"]["fail"]["count"]) >= 1,
           f"{name}: statistics count the tensor model's inputs and failures ({stats['inference_count']})")
@@ -111,7 +115,7 @@ def calls_in_flight(client, files):
         done = queue.Queue()
         inp = grpcclient.InferInput("IMAGE", list(batch.shape), "BYTES")
         inp.set_data_from_numpy(batch)
-        client.async_infer("resnet50_image", [inp],
+        client.async_infer("resnet50_image", [inp], headers=dict(KEY),
                            callback=lambda result, error, done=done: done.put(error or result))
         outcomes.append(done)
     time.sleep(0.5)  # received and admitted (48 images fit MAX_QUEUE_SIZE), most not yet run
@@ -125,7 +129,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="e2e-kserve-")
     port, grpc_port = free_port(), free_port()
     gateway = start_gateway(args.gateway, port, open(os.path.join(tmp, "gateway.log"), "w"),
-                            MAX_BATCH_SIZE="8", GRPC_PORT=str(grpc_port))
+                            MAX_BATCH_SIZE="8", GRPC_PORT=str(grpc_port), API_KEYS="e2e-key")
     try:
         wait_until(lambda: get(f"http://127.0.0.1:{port}/ready")[0] == 200, 180, "the gateway to be ready")
         good = os.path.join(IMAGES, "good")

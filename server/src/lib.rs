@@ -61,6 +61,8 @@ pub(crate) struct Pipeline {
     version: String,
     /// Names of the network's input and output tensors, as in the file.
     io: (String, String),
+    /// Largest batch: `MAX_BATCH_SIZE`, or less when the file fixes its batch dimension.
+    max_batch: usize,
 }
 
 /// State shared by every connection.

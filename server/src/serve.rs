@@ -394,6 +394,7 @@ fn build_pipeline(app: &App) -> Result<(Pipeline, JoinHandle<()>), ServeError> {
             batcher_died,
             version,
             io: (sig.input.clone(), sig.output.clone()),
+            max_batch,
         },
         thread,
     ))

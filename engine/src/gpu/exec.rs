@@ -199,7 +199,9 @@ impl<D: DeviceOps> Executor<D> {
         };
         self.dev.copy_in(inputs, staging)?;
         self.dev.mark(Mark::Copied)?;
-        self.input_kernel(kind, b)?;
+        // Only the n rows copied in: rows n..b of the first slot keep the previous batch's
+        // (finite) values, which the graph runs over harmlessly (rows never mix).
+        self.input_kernel(kind, n)?;
         if !(self.graphs[bi] && self.dev.launch_graph(b)?) {
             self.run_network(b)?;
         }
@@ -270,7 +272,7 @@ impl<D: DeviceOps> Executor<D> {
         Ok(())
     }
 
-    /// The staged inputs of `kind` → the first slot's fp16 NHWC, for a batch of `b`: u8 images
+    /// The first `b` staged inputs of `kind` → the first slot's fp16 NHWC: u8 images
     /// normalised, or f32 tensors converted.
     fn input_kernel(&mut self, kind: InputKind, b: usize) -> Result<(), GpuError> {
         let plan = &self.model.plan;

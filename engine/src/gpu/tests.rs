@@ -486,11 +486,11 @@ fn batches_copy_their_images_replay_their_bucket_and_allocate_nothing() {
         run,
         [
             Call::CopyIn(3 * IMAGE_BYTES),
-            Call::Step("normalize", 4),
+            Call::Step("normalize", 3),
             Call::Launch(4),
             Call::CopyOut(30)
         ],
-        "n images in, normalised for the bucket, the bucket's graph, n rows out"
+        "n images in and normalised, the bucket's graph, n rows out"
     );
     assert_eq!(logits.len(), 30);
     let before = exec.device().calls.len();

@@ -193,7 +193,8 @@ impl Batcher {
                 return;
             }
             let moment = Moment {
-                queued: self.queue.len(),
+                // A batch holds one kind: 7 images and a tensor are not a full batch of 8.
+                queued: self.queue.len_like_oldest(),
                 oldest: self.queue.oldest(),
                 arriving,
                 flushing,

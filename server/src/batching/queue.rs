@@ -86,6 +86,14 @@ impl Queue {
         self.items.is_empty()
     }
 
+    /// Inputs waiting of the oldest one's kind: what the next batch can hold.
+    pub fn len_like_oldest(&self) -> usize {
+        let Some(kind) = self.items.front().map(|p| p.kind) else {
+            return 0;
+        };
+        self.items.iter().filter(|p| p.kind == kind).count()
+    }
+
     /// When the oldest waiting image arrived.
     pub fn oldest(&self) -> Option<Instant> {
         self.items.front().map(|p| p.enqueued)
@@ -213,6 +221,7 @@ mod tests {
         let ms = |i| now + Duration::from_millis(i);
         assert_eq!(kinds, [(Image, ms(0)), (Image, ms(2)), (Image, ms(4))]);
         assert_eq!(q.oldest(), Some(ms(1)), "the tensors kept their order");
+        assert_eq!(q.len_like_oldest(), 2, "the two tensors");
         let second = q.next_batch(1, now);
         assert_eq!((second.batch[0].kind, q.len()), (Tensor, 1));
     }

@@ -1,24 +1,24 @@
 //! Between Triton's protobuf messages and [`crate::v2`]'s types.
 
-use bytes::Bytes;
-
 use super::proto::{
     self, infer_parameter::ParameterChoice, model_infer_request::InferRequestedOutputTensor,
     model_infer_response::InferOutputTensor, model_metadata_response::TensorMetadata,
 };
 use crate::error::ApiError;
 use crate::v2::stats::{Snapshot, Stat};
-use crate::v2::{self, bad, Output, Signature};
+use crate::v2::{self, bad, Output, Signature, Values};
 use crate::App;
 
 /// The inputs of a request's one input tensor: from `raw_input_contents` (sliced, not copied)
-/// or the typed `contents`.
-pub fn inputs(sig: &Signature, req: &mut proto::ModelInferRequest) -> Result<Vec<Bytes>, ApiError> {
+/// or the typed `contents`; and the classification count asked of its output.
+pub fn parse(
+    sig: &Signature,
+    req: &mut proto::ModelInferRequest,
+) -> Result<v2::infer::Parsed, ApiError> {
+    let k = classification(sig, &req.outputs)?;
     let [input] = req.inputs.as_mut_slice() else {
-        return Err(bad(format!(
-            "the model takes exactly one input, {}",
-            sig.input.name
-        )));
+        let name = &sig.input.name;
+        return Err(bad(format!("the model takes exactly one input, {name}")));
     };
     let n = sig.batch_of(&input.name, &input.datatype, &input.shape)?;
     let raw = match req.raw_input_contents.as_slice() {
@@ -27,27 +27,17 @@ pub fn inputs(sig: &Signature, req: &mut proto::ModelInferRequest) -> Result<Vec
         _ => return Err(bad("one input takes one raw_input_contents entry")),
     };
     let contents = input.contents.take().unwrap_or_default();
-    if sig.input.datatype == "FP32" {
-        return match raw {
-            Some(raw) => v2::tensors(raw, n),
-            None => v2::tensors_from_values(&contents.fp32_contents, n),
-        };
-    }
-    let elements = match raw {
-        Some(raw) => v2::bytes_elements(raw)?,
-        None => contents.bytes_contents,
-    };
-    if elements.len() != n {
-        let (name, shape, got) = (&input.name, &input.shape, elements.len());
-        return Err(bad(format!(
-            "{name} has shape {shape:?} but {got} elements"
-        )));
-    }
-    Ok(elements)
+    let inputs = v2::cut(sig, (&input.name, &input.shape), n, raw, || {
+        Ok(match sig.input.datatype {
+            "FP32" => Values::Fp32(contents.fp32_contents),
+            _ => Values::Bytes(contents.bytes_contents),
+        })
+    })?;
+    Ok((inputs, k))
 }
 
 /// The classification count the request asks of its output, if any.
-pub fn classification(
+fn classification(
     sig: &Signature,
     outputs: &[InferRequestedOutputTensor],
 ) -> Result<Option<usize>, ApiError> {
@@ -68,11 +58,11 @@ pub fn classification(
         .and_then(|p| p.parameter_choice.as_ref())
     {
         None => None,
-        Some(ParameterChoice::Int64Param(k)) if *k >= 0 => Some(*k as usize),
-        Some(ParameterChoice::Uint64Param(k)) => Some(*k as usize),
-        Some(_) => return Err(bad("classification must be a non-negative integer")),
+        Some(ParameterChoice::Int64Param(k)) => Some(*k),
+        Some(ParameterChoice::Uint64Param(k)) => Some(i64::try_from(*k).unwrap_or(i64::MAX)),
+        Some(_) => return Err(bad("classification must be an integer")),
     };
-    Ok(k.filter(|&k| k > 0))
+    v2::classification(k)
 }
 
 /// The response carrying `output`, its values in `raw_output_contents`.

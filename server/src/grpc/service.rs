@@ -15,7 +15,7 @@ use super::proto::{self, grpc_inference_service_server::GrpcInferenceService};
 use crate::error::ApiError;
 use crate::model_control::{self, ReloadError};
 use crate::telemetry::trace::spans;
-use crate::v2::{infer, Model, Output};
+use crate::v2::{infer, Model};
 use crate::App;
 
 /// The full gRPC path of a method (the `route` label).
@@ -111,33 +111,12 @@ impl Service {
         let app = &self.app;
         let started = Instant::now();
         let model = self.model(&req.model_name, &req.model_version)?;
-        let outcome = async {
-            let pipeline = app.pipeline()?;
-            app.authorize(&headers)?;
-            let sig = model.signature(&pipeline);
-            let k = convert::classification(&sig, &req.outputs)?;
-            let inputs = convert::inputs(&sig, &mut req)?;
-            let rows = infer::run(app, &pipeline, model, inputs, started).await?;
-            let answered = Instant::now();
-            let logits: Vec<&[f32]> = rows.iter().map(|r| r.logits.as_slice()).collect();
-            let output = Output::new(&sig, pipeline.labels, &logits, k);
-            let costs: Vec<_> = rows.iter().map(|r| r.cost).collect();
-            let id = std::mem::take(&mut req.id);
-            let response = convert::response(model.name(app), id, &output);
-            Ok((response, costs, answered.elapsed()))
-        }
-        .await;
-        match outcome {
-            Ok((response, costs, output)) => {
-                app.v2_stats
-                    .success(model, started.elapsed(), &costs, output);
-                Ok(response)
-            }
-            Err(e) => {
-                app.v2_stats.fail(model, started.elapsed());
-                Err(e)
-            }
-        }
+        let (_, output) = infer::serve(app, model, &headers, started, |sig| {
+            convert::parse(sig, &mut req)
+        })
+        .await?;
+        let id = std::mem::take(&mut req.id);
+        Ok(convert::response(model.name(app), id, &output))
     }
 }
 

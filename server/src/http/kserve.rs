@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use super::{json as json_response, read_body, HttpResponse};
 use crate::error::ApiError;
-use crate::v2::{bad, infer, Model, Output, OutputData};
+use crate::v2::{self, bad, infer, Model, Output, OutputData, Signature, Values};
 use crate::App;
 
 /// Route templates (the `route` label); a `/versions/{version}` segment maps to the same one.
@@ -173,19 +173,13 @@ fn split_body(req_headers: &hyper::HeaderMap, body: Bytes) -> Result<(Value, Byt
 }
 
 /// The inputs of the request's one input tensor, from JSON `data` or the binary section.
-fn inputs(
-    sig: &crate::v2::Signature,
-    header: &Value,
-    binary: Bytes,
-) -> Result<Vec<Bytes>, ApiError> {
+fn inputs(sig: &Signature, header: &Value, binary: Bytes) -> Result<Vec<Bytes>, ApiError> {
     let list = header["inputs"]
         .as_array()
         .ok_or_else(|| bad("the request has no \"inputs\" array"))?;
     let [input] = list.as_slice() else {
-        return Err(bad(format!(
-            "the model takes exactly one input, {}",
-            sig.input.name
-        )));
+        let name = &sig.input.name;
+        return Err(bad(format!("the model takes exactly one input, {name}")));
     };
     let shape: Vec<i64> = input["shape"]
         .as_array()
@@ -200,23 +194,10 @@ fn inputs(
         Some(size) => Some(binary.slice(..size as usize)),
         None => None,
     };
-    if sig.input.datatype == "FP32" {
-        return match raw {
-            Some(raw) => crate::v2::tensors(raw, n),
-            None => crate::v2::tensors_from_values(&flat_numbers(&input["data"])?, n),
-        };
-    }
-    let elements = match raw {
-        Some(raw) => crate::v2::bytes_elements(raw)?,
-        None => flat_strings(&input["data"])?,
-    };
-    if elements.len() != n {
-        let got = elements.len();
-        return Err(bad(format!(
-            "{name} has shape {shape:?} but {got} elements"
-        )));
-    }
-    Ok(elements)
+    v2::cut(sig, (name, &shape), n, raw, || match sig.input.datatype {
+        "FP32" => flat_numbers(&input["data"]).map(Values::Fp32),
+        _ => flat_strings(&input["data"]).map(Values::Bytes),
+    })
 }
 
 /// Every value of a (possibly nested) JSON array, depth first.
@@ -259,10 +240,7 @@ fn flat_numbers(data: &Value) -> Result<Vec<f32>, ApiError> {
 }
 
 /// What the client asked of the output: binary or JSON, and the classification count.
-fn output_wanted(
-    sig: &crate::v2::Signature,
-    header: &Value,
-) -> Result<(bool, Option<usize>), ApiError> {
+fn output_wanted(sig: &Signature, header: &Value) -> Result<(bool, Option<usize>), ApiError> {
     let Some(outputs) = header["outputs"].as_array() else {
         let binary = header["parameters"]["binary_data_output"].as_bool();
         return Ok((binary.unwrap_or(false), None));
@@ -275,45 +253,47 @@ fn output_wanted(
     };
     sig.check_output(out["name"].as_str().unwrap_or(""))?;
     let p = &out["parameters"];
-    let k = p["classification"].as_u64().map(|k| k as usize);
-    Ok((p["binary_data"].as_bool().unwrap_or(false), k))
+    let k = match &p["classification"] {
+        Value::Null => None,
+        v => Some(
+            v.as_i64()
+                .ok_or_else(|| bad("classification must be an integer"))?,
+        ),
+    };
+    Ok((
+        p["binary_data"].as_bool().unwrap_or(false),
+        v2::classification(k)?,
+    ))
 }
 
 async fn infer(app: &Arc<App>, req: Request<Incoming>) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
     let model = model_of(app, req.uri().path())?;
-    let outcome = infer_model(app, req, model, started).await;
-    if outcome.is_err() {
-        app.v2_stats.fail(model, started.elapsed());
-    }
-    outcome
-}
-
-async fn infer_model(
-    app: &Arc<App>,
-    req: Request<Incoming>,
-    model: Model,
-    started: Instant,
-) -> Result<HttpResponse, ApiError> {
-    let pipeline = app.pipeline()?;
-    app.authorize(req.headers())?;
     let headers = req.headers().clone();
-    let body = read_body(req.into_body(), app.config.http.max_body_bytes).await?;
-    let (header, binary) = split_body(&headers, body)?;
-    let sig = model.signature(&pipeline);
-    let (binary_out, classify) = output_wanted(&sig, &header)?;
-    let inputs = inputs(&sig, &header, binary)?;
-    let rows = infer::run(app, &pipeline, model, inputs, started).await?;
-    let answered = Instant::now();
-    let logits: Vec<&[f32]> = rows.iter().map(|r| r.logits.as_slice()).collect();
-    let output = Output::new(&sig, pipeline.labels, &logits, classify);
+    let read = async {
+        // Refused before the body is read when no model serves or the key is wrong.
+        app.pipeline()?;
+        app.authorize(&headers)?;
+        let body = read_body(req.into_body(), app.config.http.max_body_bytes).await?;
+        split_body(&headers, body)
+    };
+    let (header, binary) = match read.await {
+        Ok(parts) => parts,
+        Err(e) => {
+            app.v2_stats.fail(model, started.elapsed());
+            return Err(e);
+        }
+    };
+    let mut binary_out = false;
+    let (pipeline, output) = infer::serve(app, model, &headers, started, |sig| {
+        let (wants_binary, k) = output_wanted(sig, &header)?;
+        binary_out = wants_binary;
+        Ok((inputs(sig, &header, binary)?, k))
+    })
+    .await?;
     let id = header["id"].as_str().map(str::to_owned);
     let mut r = response(&model.name(app), id, &output, binary_out);
     super::stamp_model_version(&mut r, &pipeline);
-    let costs: Vec<_> = rows.iter().map(|r| r.cost).collect();
-    let output = answered.elapsed();
-    app.v2_stats
-        .success(model, started.elapsed(), &costs, output);
     Ok(r)
 }
 

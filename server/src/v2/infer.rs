@@ -1,16 +1,57 @@
-//! An inference of N inputs for one model: N admissions, N queue entries (which batch with
-//! everything else of their kind), one deadline (`REQUEST_TIMEOUT` from the request's start),
-//! and the answers back in order.
+//! An inference of N inputs for one model, whatever the transport ([`serve`]): the pipeline,
+//! the API key, the transport's parse against the model's signature, then N admissions, N queue
+//! entries (which batch with everything else of their kind), one deadline (`REQUEST_TIMEOUT`
+//! from the request's start), the answers back in order, the output, and Triton's statistics.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use hyper::header::HeaderMap;
 
 use super::stats::ImageCost;
-use super::{bad, Model};
+use super::{Model, Output, Signature};
 use crate::error::ApiError;
 use crate::infer::classify;
 use crate::{App, Pipeline};
+
+/// What a transport's parse gives: the inputs, and the classification count asked.
+pub type Parsed = (Vec<Bytes>, Option<usize>);
+
+/// Serves one inference of `model` that arrived at `started` with `headers`; `parse` reads the
+/// transport's request against the model's signature. Records the outcome in the model's
+/// statistics; the transport encodes the output.
+pub async fn serve(
+    app: &App,
+    model: Model,
+    headers: &HeaderMap,
+    started: Instant,
+    parse: impl FnOnce(&Signature) -> Result<Parsed, ApiError>,
+) -> Result<(Arc<Pipeline>, Output), ApiError> {
+    let outcome = async {
+        let pipeline = app.pipeline()?;
+        app.authorize(headers)?;
+        let sig = model.signature(&pipeline);
+        let (inputs, k) = parse(&sig)?;
+        let rows = run(app, &pipeline, model, inputs, started).await?;
+        let answered = Instant::now();
+        let logits: Vec<&[f32]> = rows.iter().map(|r| r.logits.as_slice()).collect();
+        let output = Output::new(&sig, pipeline.labels, &logits, k);
+        let costs: Vec<ImageCost> = rows.iter().map(|r| r.cost).collect();
+        Ok((pipeline, output, costs, answered.elapsed()))
+    }
+    .await;
+    match outcome {
+        Ok((pipeline, output, costs, took)) => {
+            app.v2_stats.success(model, started.elapsed(), &costs, took);
+            Ok((pipeline, output))
+        }
+        Err(e) => {
+            app.v2_stats.fail(model, started.elapsed());
+            Err(e)
+        }
+    }
+}
 
 /// One input's answer and its cost.
 pub struct Row {
@@ -29,10 +70,11 @@ pub async fn run(
     inputs: Vec<Bytes>,
     started: Instant,
 ) -> Result<Vec<Row>, ApiError> {
-    let max = app.config.batching.max_batch_size;
-    if inputs.len() > max {
-        let n = inputs.len();
-        return Err(bad(format!("{n} inputs exceed max_batch_size {max}")));
+    if inputs.len() > pipeline.max_batch {
+        let (n, max) = (inputs.len(), pipeline.max_batch);
+        return Err(super::bad(format!(
+            "{n} inputs exceed max_batch_size {max}"
+        )));
     }
     let mut permits = Vec::with_capacity(inputs.len());
     for _ in &inputs {

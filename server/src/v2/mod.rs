@@ -91,7 +91,11 @@ impl Model {
                 dims: vec![1],
             },
         };
-        Signature { input, output }
+        Signature {
+            input,
+            output,
+            max_batch: pipeline.max_batch,
+        }
     }
 }
 
@@ -138,6 +142,8 @@ pub struct Signature {
     pub input: TensorSpec,
     /// What it returns.
     pub output: TensorSpec,
+    /// Most inputs in one request (the served `max_batch_size`).
+    pub max_batch: usize,
 }
 
 /// A `400` in the protocol's words.
@@ -146,7 +152,8 @@ pub fn bad(message: impl Into<String>) -> ApiError {
 }
 
 impl Signature {
-    /// Checks a request's one input (`name`, `datatype`, `shape`) and returns its batch size.
+    /// Checks a request's one input (`name`, `datatype`, `shape`) and returns its batch size,
+    /// at most [`Signature::max_batch`] (checked before anything is sized by it).
     pub fn batch_of(&self, name: &str, datatype: &str, shape: &[i64]) -> Result<usize, ApiError> {
         let want = &self.input;
         if name != want.name || datatype != want.datatype {
@@ -166,7 +173,13 @@ impl Signature {
                 )));
             }
         };
-        Ok(n as usize)
+        match usize::try_from(n) {
+            Ok(n) if n <= self.max_batch => Ok(n),
+            _ => Err(bad(format!(
+                "{n} inputs exceed max_batch_size {}",
+                self.max_batch
+            ))),
+        }
     }
 
     /// Checks a requested output's name.
@@ -189,10 +202,10 @@ impl Signature {
 /// wrong size. The values are the client's, as in Triton: a NaN in gives NaN logits out for
 /// that input only (rows never mix; perf_analyzer's random inputs hold NaNs).
 pub fn tensors(raw: Bytes, n: usize) -> Result<Vec<Bytes>, ApiError> {
-    if raw.len() != n * TENSOR_BYTES {
+    let want = n.saturating_mul(TENSOR_BYTES);
+    if raw.len() != want {
         return Err(bad(format!(
-            "{n} FP32 tensors of 3×224×224 are {} bytes; got {}",
-            n * TENSOR_BYTES,
+            "{n} FP32 tensors of 3×224×224 are {want} bytes; got {}",
             raw.len()
         )));
     }
@@ -205,6 +218,16 @@ pub fn tensors(raw: Bytes, n: usize) -> Result<Vec<Bytes>, ApiError> {
 pub fn tensors_from_values(values: &[f32], n: usize) -> Result<Vec<Bytes>, ApiError> {
     let raw: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
     tensors(raw.into(), n)
+}
+
+/// The classification count asked of an output (`classification` / `class_count`): none or 0
+/// for the FP32 rows, k ≥ 1 for the top k (at most the classes).
+pub fn classification(k: Option<i64>) -> Result<Option<usize>, ApiError> {
+    match k {
+        None | Some(0) => Ok(None),
+        Some(k) if k > 0 => Ok(Some(k as usize)),
+        Some(_) => Err(bad("classification must be a non-negative integer")),
+    }
 }
 
 /// Output of an inference, before a transport encodes it.
@@ -276,6 +299,41 @@ impl Output {
             }
         }
     }
+}
+
+/// An input's values as a transport typed them (JSON `data`, gRPC `contents`).
+pub enum Values {
+    /// FP32 numbers.
+    Fp32(Vec<f32>),
+    /// BYTES elements.
+    Bytes(Vec<Bytes>),
+}
+
+/// The `n` inputs of a request's one input tensor (`name`, `shape`, as checked by
+/// [`Signature::batch_of`]): cut from its binary form `raw` when the transport has one, else
+/// from its typed values.
+pub fn cut(
+    sig: &Signature,
+    (name, shape): (&str, &[i64]),
+    n: usize,
+    raw: Option<Bytes>,
+    typed: impl FnOnce() -> Result<Values, ApiError>,
+) -> Result<Vec<Bytes>, ApiError> {
+    let elements = match (sig.input.datatype, raw) {
+        ("FP32", Some(raw)) => return tensors(raw, n),
+        (_, Some(raw)) => bytes_elements(raw)?,
+        (_, None) => match typed()? {
+            Values::Fp32(v) => return tensors_from_values(&v, n),
+            Values::Bytes(b) => b,
+        },
+    };
+    if elements.len() != n {
+        let got = elements.len();
+        return Err(bad(format!(
+            "{name} has shape {shape:?} but {got} elements"
+        )));
+    }
+    Ok(elements)
 }
 
 /// Splits a binary BYTES tensor: each element a 4-byte little-endian length, then the bytes.

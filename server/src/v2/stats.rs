@@ -1,9 +1,11 @@
-//! Triton's statistics extension for both v2 models, from counts kept as requests finish. Per
-//! Triton: `success` and `fail` count requests and their whole time; `queue` (enqueue → batch
-//! start), `compute_input` (decode and preprocessing; zero for tensors), `compute_infer` (the
-//! engine's stages of the batch the input ran in) and `compute_output` (its share of building
-//! the response) count inputs; `execution_count` counts the batches they ran in (a batch of
-//! images may also hold `/predict` requests: it counts once for the model).
+//! Triton's statistics extension for both v2 models, from counts kept as requests finish. As
+//! Triton keeps them (and perf_analyzer divides them by `success.count`), every duration is
+//! counted once per successful request: `success` its whole time, `queue` the longest wait of
+//! its inputs (enqueue → batch start), `compute_input` the longest decode and preprocessing
+//! (zero for tensors; the inputs decode in parallel), `compute_infer` the longest engine time
+//! of the batches they ran in, `compute_output` building the output. `fail` counts failed
+//! requests and their time; `inference_count` counts inputs and `execution_count` the batches
+//! they ran in (a batch of images may also hold `/predict` requests: it counts once here).
 
 use std::collections::VecDeque;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -89,22 +91,23 @@ impl Stats {
     }
 
     /// A request for `model` answered after `took`, with what each of its inputs cost and the
-    /// time its response took to build (`output`, shared among them).
+    /// time its output took to build.
     pub fn success(&self, model: Model, took: Duration, inputs: &[ImageCost], output: Duration) {
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        let share = output / (inputs.len().max(1) as u32);
+        let longest =
+            |f: fn(&ImageCost) -> Duration| inputs.iter().map(f).max().unwrap_or_default();
         let mut guard = self.of(model).lock();
         let Counts { now: c, recent } = &mut *guard;
         c.last_inference_ms = now_ms;
         c.inference_count += inputs.len() as u64;
         c.success.add(1, took);
+        c.queue.add(1, longest(|i| i.queue));
+        c.compute_input.add(1, longest(|i| i.input));
+        c.compute_infer.add(1, longest(|i| i.infer));
+        c.compute_output.add(1, output);
         for i in inputs {
-            c.queue.add(1, i.queue);
-            c.compute_input.add(1, i.input);
-            c.compute_infer.add(1, i.infer);
-            c.compute_output.add(1, share);
             if !recent.contains(&i.batch) {
                 c.execution_count += 1;
                 if recent.len() == RECENT_BATCHES {
@@ -180,26 +183,16 @@ mod tests {
         let t = s.snapshot(Model::Tensor);
         assert_eq!((t.inference_count, t.execution_count), (4, 2));
         assert_eq!((t.success.count, t.fail.count), (2, 1));
-        assert_eq!(
-            t.compute_infer,
-            Stat {
-                count: 4,
-                ns: 8_000_000
-            }
-        );
-        assert_eq!(
-            t.compute_output,
-            Stat {
-                count: 4,
-                ns: 2_000_000
-            }
-        );
+        // Once per request, as Triton: the longest of its inputs.
+        let (infer, output) = (t.compute_infer, t.compute_output);
+        assert_eq!((infer.count, infer.ns), (2, 4_000_000));
+        assert_eq!((output.count, output.ns), (2, 2_000_000));
         assert_eq!(
             t.queue.count, t.compute_input.count,
             "perf_analyzer needs equal counts"
         );
         assert_eq!(s.snapshot(Model::Image), Snapshot::default());
         let j = s.json(Model::Tensor, "resnet50");
-        assert_eq!(j["inference_stats"]["compute_output"]["count"], 4);
+        assert_eq!(j["inference_stats"]["compute_output"]["count"], 2);
     }
 }

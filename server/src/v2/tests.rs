@@ -12,6 +12,7 @@ fn image_sig() -> Signature {
             datatype: "FP32",
             dims: vec![4],
         },
+        max_batch: 8,
     }
 }
 
@@ -42,6 +43,18 @@ fn inputs_are_checked_by_name_datatype_and_shape() {
         let e = t.batch_of(name, dt, shape).unwrap_err();
         assert_eq!(e.status(), 400, "{name} {dt} {shape:?}");
     }
+    // A batch beyond max_batch_size, however large, is refused before anything is sized by it.
+    for n in [9, 1 << 52, i64::MAX] {
+        let e = t.batch_of("input", "FP32", &[n, 3, 224, 224]).unwrap_err();
+        assert!(e.to_string().contains("max_batch_size 8"), "{e}");
+    }
+    assert!(
+        tensors(Bytes::new(), usize::MAX / 1024).is_err(),
+        "no overflow"
+    );
+    assert_eq!(classification(Some(0)).unwrap(), None);
+    assert_eq!(classification(Some(3)).unwrap(), Some(3));
+    assert!(classification(Some(-1)).is_err());
     let e = t.batch_of("input", "FP32", &[1, 224, 224, 3]).unwrap_err();
     assert!(e.to_string().contains("[N, 3, 224, 224]"), "{e}");
     assert!(img.batch_of("IMAGE", "BYTES", &[2, 3]).is_err());
