@@ -25,7 +25,10 @@ count="$(printf '%s' "$answer" | grep -o '"class_id"' | wc -l)"
 if [ "$count" -ne 5 ]; then echo "expected 5 predictions, got $count" >&2; exit 1; fi
 
 echo "Test 4: metrics endpoint"
-curl -fsS --max-time 5 "$url/metrics" | grep -q '^http_requests_total{' \
+# Read whole, then searched: `curl | grep -q` fails under pipefail when grep stops reading
+# before curl has written the (large) exposition ("curl: (23) Failed writing body").
+metrics="$(curl -fsS --max-time 5 "$url/metrics")"
+grep -q '^http_requests_total{' <<<"$metrics" \
   || { echo "http_requests_total missing from /metrics" >&2; exit 1; }
 echo "http_requests_total present"
 

@@ -38,7 +38,7 @@ pub fn init_onnx_runtime(dylib: &Path) -> Result<(), EngineError> {
     outcome.as_ref().map(|_| ()).map_err(Clone::clone)
 }
 
-fn environment() -> Result<&'static ort::environment::Environment, EngineError> {
+pub(crate) fn environment() -> Result<&'static ort::environment::Environment, EngineError> {
     match RUNTIME.get() {
         Some(Ok(env)) => Ok(env),
         Some(Err(e)) => Err(e.clone()),

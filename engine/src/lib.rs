@@ -19,6 +19,7 @@ mod cpu;
 mod error;
 pub mod gpu;
 mod lane;
+pub mod probe;
 mod supervise;
 #[cfg(test)]
 mod testing;

@@ -13,6 +13,7 @@ pub mod onnx;
 mod generate;
 mod inspect;
 mod network;
+pub mod quantize;
 mod resnet;
 mod rng;
 mod synthetic;

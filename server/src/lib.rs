@@ -25,6 +25,7 @@ mod grpc;
 mod http;
 mod infer;
 mod model_control;
+pub mod precision;
 mod serve;
 mod v2;
 
@@ -132,7 +133,7 @@ impl App {
         let labels = telemetry::metrics::ModelLabels {
             device: self.config.model.device.to_string(),
             model: self.config.model.name.clone(),
-            precision: "fp32",
+            precision: self.config.model.precision.precision.label(),
             version: pipeline.version.clone(),
         };
         {

@@ -1,6 +1,7 @@
 //! The `inference-gateway` binary: reads the config, sets up logging, binds, and calls
 //! [`gateway::run`]. Subcommands: `generate-model` writes the built-in model file; `plan-check`
-//! runs the GPU engine's plan on its CPU twin against ONNX Runtime.
+//! runs the GPU engine's plan on its CPU twin against ONNX Runtime; `check-quantisation`
+//! compares the int8 model with fp32.
 
 use std::path::PathBuf;
 
@@ -8,6 +9,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 mod bench_engine;
+mod check_quant;
 mod plan_check;
 
 #[global_allocator]
@@ -38,6 +40,9 @@ enum Command {
     /// Run the GPU engine's plan (fp16, folded weights, the same slots and buckets) on its CPU
     /// twin and compare its answers with the CPU engine (ONNX Runtime).
     PlanCheck(plan_check::Args),
+    /// Quantise the model to int8 (as MODEL_PRECISION=int8 does) with each calibration method
+    /// and report its top-1 agreement and logit error against fp32.
+    CheckQuantisation(check_quant::Args),
     /// Model-only images/s of the GPU plan at given batch sizes (no HTTP, no decoding).
     BenchEngine(bench_engine::Args),
 }
@@ -50,6 +55,11 @@ fn main() -> anyhow::Result<()> {
             let config = gateway::Config::from_env()?;
             gateway::telemetry::init_logging(&config.telemetry);
             plan_check::run(&config, &args)
+        }
+        Some(Command::CheckQuantisation(args)) => {
+            let config = gateway::Config::from_env()?;
+            gateway::telemetry::init_logging(&config.telemetry);
+            check_quant::run(&config, &args)
         }
         Some(Command::BenchEngine(args)) => {
             let config = gateway::Config::from_env()?;

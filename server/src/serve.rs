@@ -43,6 +43,9 @@ pub enum ServeError {
     /// Tracing is on and its exporter could not be built (a certificate, the endpoint).
     #[error("tracing: {0}")]
     Trace(#[from] crate::trace::TraceError),
+    /// `MODEL_PRECISION=int8` and the model could not be quantised, or was refused.
+    #[error("int8: {0}")]
+    Precision(#[from] crate::precision::PrecisionError),
 }
 
 /// Wraps each lane's freshly built backend: `(lane, backend) → backend` (fault-injection tests).
@@ -328,12 +331,15 @@ fn build_pipeline(app: &App) -> Result<(Pipeline, JoinHandle<()>), ServeError> {
     let started = Instant::now();
     let mc = &app.config.model;
     engine::init_onnx_runtime(&mc.ort_dylib)?;
-    let model = models::load(
+    let mut model = models::load(
         mc.path.as_deref(),
         &mc.cache_dir,
         mc.seed,
         mc.engine_threads,
     )?;
+    // The file's version, whatever precision its lanes run at.
+    let version = crate::model_control::version_of(&model.bytes);
+    model.bytes = crate::precision::engine_bytes(mc, &model.bytes, model.origin == "builtin")?;
     let sig = &model.signature;
     let max_batch = app
         .config
@@ -367,8 +373,8 @@ fn build_pipeline(app: &App) -> Result<(Pipeline, JoinHandle<()>), ServeError> {
     };
     let (thread, batcher_died) =
         batcher::spawn(config, lanes, buffers, rx, app.admission.clone(), telemetry)?;
-    let version = crate::model_control::version_of(&model.bytes);
     tracing::info!(
+        precision = mc.precision.precision.label(),
         path = %model.path.display(),
         input = %sig.input,
         output = %sig.output,

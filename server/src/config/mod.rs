@@ -2,6 +2,9 @@
 //! A bad value stops the server at start with a message that names the variable.
 
 mod otel;
+mod precision;
+
+pub use precision::{Precision, PrecisionConfig};
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -120,8 +123,10 @@ pub struct ModelConfig {
     /// `ENGINE_SPIN`: ONNX Runtime's idle intra-op threads spin (off yields the cores at once,
     /// for hosts that share them with other work).
     pub engine_spin: bool,
-    /// `RELOAD`: watch the model file (not implemented yet; warned about at start).
+    /// `RELOAD`: watch the model file and reload it when it is replaced.
     pub reload: bool,
+    /// `MODEL_PRECISION` and its calibration settings.
+    pub precision: PrecisionConfig,
 }
 
 /// The dynamic batcher.
@@ -353,6 +358,7 @@ fn model_config<F: Fn(&str) -> Option<String>>(
         decode_threads: env.number("DECODE_THREADS", cores, 1)?,
         engine_spin: env.flag("ENGINE_SPIN", true)?,
         reload: env.flag("RELOAD", false)?,
+        precision: precision::precision_config(env, device)?,
     })
 }
 
@@ -412,6 +418,9 @@ mod tests {
             ("LOG_FORMAT", "xml"),
             ("ENABLE_METRICS", "maybe"),
             ("MODEL_DEVICE", "tpu"),
+            ("MODEL_PRECISION", "fp16"),
+            ("CALIBRATION_METHOD", "entropy"),
+            ("INT8_MIN_AGREEMENT", "1.5"),
             ("MODEL_DEVICE", "cuda:x"),
             ("HOST", "example.com"),
         ] {

@@ -52,10 +52,20 @@ pub struct TestServer {
     pub task: JoinHandle<Result<(), gateway::ServeError>>,
 }
 
+/// Where test servers keep generated and quantised models.
+pub fn cache_dir() -> PathBuf {
+    repo().join(".cache/models")
+}
+
+/// The built-in model's file, generated first if absent (a "user's model" for tests).
+pub fn builtin_model_path() -> PathBuf {
+    models::ensure_builtin(&cache_dir(), models::DEFAULT_SEED, 2).expect("the built-in model")
+}
+
 /// Settings every test server gets, overridable by `vars`.
-fn config(vars: &[(&str, &str)]) -> gateway::Config {
+pub fn config(vars: &[(&str, &str)]) -> gateway::Config {
     let mut map: HashMap<String, String> = HashMap::new();
-    let cache = repo().join(".cache/models");
+    let cache = cache_dir();
     let dylib =
         std::env::var("ORT_DYLIB_PATH").expect("ORT_DYLIB_PATH (set by .cargo/config.toml)");
     for (k, v) in [

@@ -1,0 +1,309 @@
+//! The QDQ rewrite: given a float model (after ONNX Runtime's basic optimisations: batch norms
+//! already in the convolutions) and a calibrated range per activation tensor, insert
+//! `QuantizeLinear` → `DequantizeLinear` pairs that ONNX Runtime fuses into integer kernels
+//! (QLinearConv, QLinearAdd, QGemm).
+//!
+//! - Activations: asymmetric uint8 per tensor (`scale = (hi − lo) / 255`, the range widened to
+//!   hold 0). A ReLU output has `lo = 0`, so its zero point is 0 and ONNX Runtime drops the ReLU
+//!   into the convolution before it.
+//! - Weights: symmetric int8, per output channel for convolutions, per tensor for the classifier.
+//! - Biases: int32 at `scale_x × scale_w`, zero point 0, as the fused kernels take them.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::onnx::{AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto, DT_FLOAT};
+use crate::ModelError;
+
+const DT_UINT8: i32 = 2;
+const DT_INT8: i32 = 3;
+const DT_INT32: i32 = 6;
+
+/// The activation tensors that get a QDQ pair, in graph order: the graph's input, the data
+/// input of every convolution and classifier, both inputs of every residual addition, and every
+/// ReLU output.
+pub fn activations(graph: &GraphProto) -> Vec<String> {
+    let inits: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    let mut add = |name: &str| {
+        if !name.is_empty() && !inits.contains(name) && seen.insert(name.to_string()) {
+            out.push(name.to_string());
+        }
+    };
+    for i in &graph.input {
+        add(&i.name);
+    }
+    for n in &graph.node {
+        match n.op_type.as_str() {
+            "Conv" | "Gemm" => add(&n.input[0]),
+            "Add" => n.input.iter().for_each(|i| add(i)),
+            "Relu" => add(&n.output[0]),
+            _ => {}
+        }
+    }
+    let outputs: HashSet<&str> = graph.output.iter().map(|o| o.name.as_str()).collect();
+    out.retain(|t| !outputs.contains(t.as_str()));
+    out
+}
+
+/// The float values of initializer `t`.
+pub fn floats(t: &TensorProto) -> Result<Vec<f32>, ModelError> {
+    if t.data_type != DT_FLOAT {
+        return Err(ModelError::Invalid(format!(
+            "{} is not a float tensor",
+            t.name
+        )));
+    }
+    if !t.float_data.is_empty() {
+        return Ok(t.float_data.clone());
+    }
+    Ok(t.raw_data
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect())
+}
+
+fn tensor(name: String, data_type: i32, dims: &[i64], raw: Vec<u8>) -> TensorProto {
+    TensorProto {
+        name,
+        dims: dims.to_vec(),
+        data_type,
+        raw_data: raw,
+        ..Default::default()
+    }
+}
+
+fn node(op: &str, inputs: [&str; 3], output: String, axis: Option<i64>) -> NodeProto {
+    NodeProto {
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        name: format!("{output}_node"),
+        output: vec![output],
+        op_type: op.into(),
+        attribute: axis
+            .map(|a| AttributeProto::int("axis", a))
+            .into_iter()
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// Scale and zero point of the uint8 range holding `[lo, hi]` and 0.
+pub fn u8_params(lo: f32, hi: f32) -> (f32, u8) {
+    let (lo, hi) = (lo.min(0.0), hi.max(0.0));
+    let scale = if hi > lo { (hi - lo) / 255.0 } else { 1.0 };
+    let zp = (-lo / scale).round().clamp(0.0, 255.0) as u8;
+    (scale, zp)
+}
+
+/// Symmetric int8 scales of `w` (`channels` rows, or 1 for per tensor) and the quantised values.
+fn quantize_weights(w: &[f32], channels: usize) -> (Vec<f32>, Vec<u8>) {
+    let per = w.len() / channels.max(1);
+    let scales: Vec<f32> = w
+        .chunks(per.max(1))
+        .map(|c| c.iter().fold(0.0f32, |m, v| m.max(v.abs())) / 127.0)
+        .map(|s| if s > 0.0 { s } else { 1.0 })
+        .collect();
+    let q = w
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (v / scales[i / per.max(1)]).round().clamp(-127.0, 127.0) as i8 as u8)
+        .collect();
+    (scales, q)
+}
+
+struct Rewrite<'a> {
+    inits: HashMap<String, TensorProto>,
+    ranges: &'a HashMap<String, (f32, f32)>,
+    new_inits: Vec<TensorProto>,
+    head: Vec<NodeProto>,
+}
+
+impl Rewrite<'_> {
+    fn init(&self, name: &str) -> Result<&TensorProto, ModelError> {
+        self.inits
+            .get(name)
+            .ok_or_else(|| ModelError::Invalid(format!("{name} is not an initializer")))
+    }
+
+    /// The activation scale of `x` (it must be calibrated).
+    fn act_scale(&self, x: &str) -> Result<f32, ModelError> {
+        let (lo, hi) = self
+            .ranges
+            .get(x)
+            .ok_or_else(|| ModelError::Invalid(format!("{x} was not calibrated")))?;
+        Ok(u8_params(*lo, *hi).0)
+    }
+
+    /// Quantises the weight and bias of a Conv (per channel) or Gemm (per tensor) in place.
+    fn weights(&mut self, n: &mut NodeProto) -> Result<(), ModelError> {
+        let per_channel = n.op_type == "Conv";
+        let w = self.init(&n.input[1])?.clone();
+        let values = floats(&w)?;
+        let channels = if per_channel { w.dims[0] as usize } else { 1 };
+        let (scales, q) = quantize_weights(&values, channels);
+        let axis = per_channel.then_some(0);
+        let scale_dims: &[i64] = if per_channel { &[channels as i64] } else { &[] };
+        let wn = &w.name;
+        self.new_inits
+            .push(tensor(format!("{wn}_q"), DT_INT8, &w.dims, q));
+        self.new_inits.push(tensor(
+            format!("{wn}_scale"),
+            DT_FLOAT,
+            scale_dims,
+            scales.iter().flat_map(|s| s.to_le_bytes()).collect(),
+        ));
+        self.new_inits.push(tensor(
+            format!("{wn}_zp"),
+            DT_INT8,
+            scale_dims,
+            vec![0; scales.len()],
+        ));
+        let (wq, ws, wz) = (format!("{wn}_q"), format!("{wn}_scale"), format!("{wn}_zp"));
+        self.head.push(node(
+            "DequantizeLinear",
+            [&wq, &ws, &wz],
+            format!("{wn}_dq"),
+            axis,
+        ));
+        n.input[1] = format!("{wn}_dq");
+        if let Some(bias) = n.input.get(2).filter(|b| !b.is_empty()).cloned() {
+            let sx = self.act_scale(&n.input[0])?;
+            n.input[2] = self.bias(&bias, sx, &scales, per_channel)?;
+        }
+        Ok(())
+    }
+
+    /// Bias `name` as int32 at `scale_x × scale_w` (per channel, or per tensor), dequantised;
+    /// returns the name of its float form.
+    fn bias(
+        &mut self,
+        name: &str,
+        sx: f32,
+        w_scales: &[f32],
+        per_channel: bool,
+    ) -> Result<String, ModelError> {
+        let b = floats(self.init(name)?)?;
+        let bs: Vec<f32> = (0..b.len())
+            .map(|k| sx * w_scales[k % w_scales.len()])
+            .collect();
+        let bq: Vec<u8> = b
+            .iter()
+            .zip(&bs)
+            .flat_map(|(v, s)| {
+                ((v / s).round().clamp(i32::MIN as f32, i32::MAX as f32) as i32).to_le_bytes()
+            })
+            .collect();
+        let (dims, scale_raw, zeros): (&[i64], Vec<u8>, Vec<u8>) = if per_channel {
+            let raw = bs.iter().flat_map(|s| s.to_le_bytes()).collect();
+            (&[b.len() as i64], raw, vec![0; 4 * bs.len()])
+        } else {
+            (&[], bs[0].to_le_bytes().to_vec(), vec![0; 4])
+        };
+        let (q, s, z) = (
+            format!("{name}_q"),
+            format!("{name}_scale"),
+            format!("{name}_zp"),
+        );
+        self.new_inits
+            .push(tensor(q.clone(), DT_INT32, &[b.len() as i64], bq));
+        self.new_inits
+            .push(tensor(s.clone(), DT_FLOAT, dims, scale_raw));
+        self.new_inits
+            .push(tensor(z.clone(), DT_INT32, dims, zeros));
+        let axis = per_channel.then_some(0);
+        let out = format!("{name}_dq");
+        self.head
+            .push(node("DequantizeLinear", [&q, &s, &z], out.clone(), axis));
+        Ok(out)
+    }
+
+    /// The Q → DQ pair of activation `t`, whose output replaces `t` for its consumers.
+    fn pair(&mut self, t: &str) -> Result<[NodeProto; 2], ModelError> {
+        let (lo, hi) = self
+            .ranges
+            .get(t)
+            .ok_or_else(|| ModelError::Invalid(format!("{t} was not calibrated")))?;
+        let (scale, zp) = u8_params(*lo, *hi);
+        let (s, z, q) = (format!("{t}_scale"), format!("{t}_zp"), format!("{t}_q"));
+        self.new_inits.push(tensor(
+            s.clone(),
+            DT_FLOAT,
+            &[],
+            scale.to_le_bytes().to_vec(),
+        ));
+        self.new_inits
+            .push(tensor(z.clone(), DT_UINT8, &[], vec![zp]));
+        Ok([
+            node("QuantizeLinear", [t, &s, &z], q.clone(), None),
+            node("DequantizeLinear", [&q, &s, &z], format!("{t}_dq"), None),
+        ])
+    }
+}
+
+/// `model` with QDQ pairs on every tensor of [`activations`] (ranges from `ranges`) and its
+/// convolution and classifier weights quantised.
+pub fn rewrite(
+    mut model: ModelProto,
+    ranges: &HashMap<String, (f32, f32)>,
+) -> Result<ModelProto, ModelError> {
+    let graph = model
+        .graph
+        .as_mut()
+        .ok_or_else(|| ModelError::Invalid("the model has no graph".into()))?;
+    let targets = activations(graph);
+    let target_set: HashSet<&str> = targets.iter().map(String::as_str).collect();
+    let mut rw = Rewrite {
+        inits: graph
+            .initializer
+            .iter()
+            .map(|t| (t.name.clone(), t.clone()))
+            .collect(),
+        ranges,
+        new_inits: Vec::new(),
+        head: Vec::new(),
+    };
+    let mut body = Vec::new();
+    for i in &graph.input {
+        if target_set.contains(i.name.as_str()) {
+            body.extend(rw.pair(&i.name)?);
+        }
+    }
+    let dq = |name: &str| match target_set.contains(name) {
+        true => format!("{name}_dq"),
+        false => name.to_string(),
+    };
+    for orig in &graph.node {
+        let mut n = orig.clone();
+        if matches!(n.op_type.as_str(), "Conv" | "Gemm") {
+            // Before the data input is renamed: the bias scale is the data's scale.
+            rw.weights(&mut n)?;
+        }
+        for input in n.input.iter_mut() {
+            *input = dq(input);
+        }
+        let outputs = n.output.clone();
+        body.push(n);
+        for o in outputs.iter().filter(|o| target_set.contains(o.as_str())) {
+            body.extend(rw.pair(o)?);
+        }
+    }
+    let used: HashSet<String> = rw.new_inits.iter().map(|t| t.name.clone()).collect();
+    let replaced: HashSet<String> = body
+        .iter()
+        .chain(&rw.head)
+        .flat_map(|n| n.input.iter().cloned())
+        .collect();
+    graph
+        .initializer
+        .retain(|t| replaced.contains(&t.name) && !used.contains(&t.name));
+    graph.initializer.extend(rw.new_inits);
+    graph.node = rw.head.into_iter().chain(body).collect();
+    for op in model
+        .opset_import
+        .iter_mut()
+        .filter(|o| o.domain.is_empty())
+    {
+        op.version = op.version.max(13);
+    }
+    Ok(model)
+}

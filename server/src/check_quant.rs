@@ -1,0 +1,124 @@
+//! `inference-gateway check-quantisation`: how the int8 model agrees with the fp32 one, per
+//! calibration method: top-1 agreement and logit error over the calibration set, a folder of
+//! images (the good test images by default) and varied synthetic inputs. Writes the quantised
+//! models it makes to `--out` when asked; serves nothing.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use gateway::config::{Config, Precision};
+use gateway::precision;
+use models::quantize::{self, check, Method};
+
+/// Arguments of `check-quantisation`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Calibration methods to compare (`minmax`, `percentile`, `percentile:P`; default: both).
+    #[arg(long = "method")]
+    methods: Vec<String>,
+    /// A folder of images to compare on (default: ../shared/testdata/images/good).
+    #[arg(long)]
+    images: Option<PathBuf>,
+    /// Varied synthetic inputs to compare on (a seed apart from the calibration set's).
+    #[arg(long, default_value_t = 1000)]
+    varied: usize,
+    /// Write each int8 model here, as `int8-METHOD.onnx`.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// Runs the comparison and prints one table row per method and image set.
+pub fn run(config: &Config, args: &Args) -> anyhow::Result<()> {
+    let mc = &config.model;
+    engine::init_onnx_runtime(&mc.ort_dylib)?;
+    let model = models::load(
+        mc.path.as_deref(),
+        &mc.cache_dir,
+        mc.seed,
+        mc.engine_threads,
+    )?;
+    let builtin = model.origin == "builtin";
+    let calibration = precision::calibration_images(mc, builtin)?;
+    let good = args
+        .images
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("../shared/testdata/images/good"));
+    let sets = [
+        ("calibration", calibration.clone()),
+        ("images", folder(&good)?),
+        (
+            "varied",
+            models::varied_images(mc.seed.wrapping_add(1000), args.varied),
+        ),
+    ];
+    let methods: Vec<Method> = match args.methods.as_slice() {
+        [] => vec![Method::MinMax, Method::Percentile(99.99)],
+        given => given
+            .iter()
+            .map(|m| Method::parse(m).with_context(|| format!("--method {m}")))
+            .collect::<anyhow::Result<_>>()?,
+    };
+    println!(
+        "model {} ({}), {} calibration images, precision check at INT8_MIN_AGREEMENT {:.0}%",
+        model.path.display(),
+        model.origin,
+        calibration.len(),
+        100.0 * mc.precision.min_agreement
+    );
+    println!("| method | set | images | top-1 agreement | mean abs logit error | max abs | mean logit spread |");
+    println!("|---|---|---|---|---|---|---|");
+    let fp32 = model.bytes.clone();
+    let want: Vec<Vec<f32>> = sets
+        .iter()
+        .map(|(_, imgs)| check::logits(fp32.clone(), imgs, mc.engine_threads))
+        .collect::<Result<_, _>>()?;
+    for method in methods {
+        let scratch = std::env::temp_dir().join("check-quantisation.onnx");
+        let int8: Arc<[u8]> =
+            quantize::quantize(&fp32, &calibration, method, mc.engine_threads, &scratch)?.into();
+        if let Some(dir) = &args.out {
+            std::fs::create_dir_all(dir)?;
+            std::fs::write(
+                dir.join(format!(
+                    "int8-{}.onnx",
+                    method.to_string().replace(':', "-")
+                )),
+                &int8,
+            )?;
+        }
+        for ((name, imgs), want) in sets.iter().zip(&want) {
+            let got = check::logits(int8.clone(), imgs, mc.engine_threads)?;
+            let a = check::compare(want, &got, imgs.len());
+            println!(
+                "| {method} | {name} | {} | {:.1}% | {:.3} | {:.3} | {:.2} |",
+                a.images,
+                100.0 * a.top1(),
+                a.mean_abs_error,
+                a.max_abs_error,
+                a.mean_logit_spread
+            );
+        }
+    }
+    if mc.precision.precision == Precision::Fp32 {
+        println!("(MODEL_PRECISION=fp32 here: the server would not quantise)");
+    }
+    Ok(())
+}
+
+/// The images of `dir` that decode, preprocessed as served (a missing folder: none).
+fn folder(dir: &std::path::Path) -> anyhow::Result<Vec<Vec<u8>>> {
+    if !dir.is_dir() {
+        eprintln!("{}: no such folder; comparing without it", dir.display());
+        return Ok(Vec::new());
+    }
+    let mut paths: Vec<_> = std::fs::read_dir(dir)?
+        .filter_map(|e| Some(e.ok()?.path()))
+        .collect();
+    paths.sort();
+    Ok(paths
+        .iter()
+        .filter_map(|p| gateway::imaging::preprocess(&std::fs::read(p).ok()?, 40_000_000).ok())
+        .map(|p| p.pixels)
+        .collect())
+}

@@ -1,0 +1,67 @@
+//! MODEL_PRECISION=int8: the built-in model is quantised at load (then read from the cache),
+//! serves, and says so in `model_info`; a quantised model below INT8_MIN_AGREEMENT, and a user's
+//! model without a calibration set, stop the start with a message naming the variable.
+
+mod common;
+
+use std::time::Duration;
+
+use common::TestServer;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn int8_serves_the_quantised_model_and_labels_it() {
+    // The built-in model's agreement is below the default threshold (docs/QUANTISATION.md);
+    // this checks serving, not accuracy.
+    let server =
+        TestServer::start(&[("MODEL_PRECISION", "int8"), ("INT8_MIN_AGREEMENT", "0")]).await;
+    let file = common::files("good").into_iter().next().unwrap();
+    let r = server.predict_file(&file, "").await.unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.predictions().len(), 5);
+    let metrics = String::from_utf8(server.get("/metrics").await.unwrap().body).unwrap();
+    let info = metrics
+        .lines()
+        .find(|l| l.starts_with("model_info{"))
+        .expect("model_info");
+    assert!(info.contains("precision=\"int8\""), "{info}");
+    server.stop().await.unwrap();
+    let cached = std::fs::read_dir(common::cache_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .any(|e| e.file_name().to_string_lossy().starts_with("int8-"));
+    assert!(cached, "the int8 model is cached for the next start");
+}
+
+/// `run` with `vars`, expected to fail while loading; its error text.
+async fn start_error(vars: &[(&str, &str)]) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let run = gateway::run(common::config(vars), listener, std::future::pending());
+    match tokio::time::timeout(Duration::from_secs(300), run).await {
+        Ok(Err(e)) => e.to_string(),
+        Ok(Ok(())) => panic!("the server stopped without an error"),
+        Err(_) => panic!("the server kept running"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_below_the_agreement_threshold_or_without_calibration_images_is_refused() {
+    let e = start_error(&[("MODEL_PRECISION", "int8"), ("INT8_MIN_AGREEMENT", "1")]).await;
+    assert!(e.contains("INT8_MIN_AGREEMENT"), "{e}");
+    let builtin = common::builtin_model_path();
+    let e = start_error(&[
+        ("MODEL_PRECISION", "int8"),
+        ("MODEL_PATH", builtin.to_str().unwrap()),
+    ])
+    .await;
+    assert!(e.contains("CALIBRATION_DIR"), "{e}");
+    let empty = std::env::temp_dir().join(format!("calibration-{}", std::process::id()));
+    std::fs::create_dir_all(&empty).unwrap();
+    let e = start_error(&[
+        ("MODEL_PRECISION", "int8"),
+        ("MODEL_PATH", builtin.to_str().unwrap()),
+        ("CALIBRATION_DIR", empty.to_str().unwrap()),
+    ])
+    .await;
+    assert!(e.contains("at least 16"), "{e}");
+    std::fs::remove_dir_all(empty).unwrap();
+}
