@@ -11,6 +11,12 @@
 //! it; a client that leaves closes its oneshot and is dropped before it costs compute.
 //! [`telemetry`] (metrics, traces, logs) watches all of it.
 //!
+//! The KServe v2 protocol enters the same path from HTTP (`http::kserve`) and gRPC (`grpc`,
+//! tonic on `GRPC_PORT`) through `v2`: N inputs are N admissions; encoded images take the
+//! decode pool, a client's FP32 tensors go straight to the queue, and a batch holds one kind.
+//! With `MODEL_PRECISION=int8` the model is quantised at load ([`precision`]) before its lanes
+//! are built.
+//!
 //! [`run`] is the whole server: it serves probes at once, loads the model in the background
 //! (`/ready` turns 200 when warmed up) and on shutdown goes not-ready, stops accepting, drains,
 //! flushes the batcher and joins the engine, all within `GRACEFUL_SHUTDOWN_TIMEOUT`.
