@@ -10,7 +10,7 @@ export ORT_DYLIB_PATH="$root/.cache/onnxruntime/libonnxruntime.so"
 cargo build --release -q -p inference-gateway -p loadtest
 model="$(ls "$root"/.cache/models/resnet50-seed50-v*.onnx | sort | tail -n1)"
 images="$root/../shared/testdata/images/good"
-start() { ENGINE_SPIN=$1 MODEL_PATH="$model" PORT=$2 HOST=127.0.0.1 LOG_LEVEL=WARN ./target/release/inference-gateway & }
+start() { ENGINE_SPIN=$1 MODEL_PATH="$model" PORT=$2 GRPC_PORT=0 HOST=127.0.0.1 LOG_LEVEL=WARN ./target/release/inference-gateway & }
 start true 18011; on=$!; start false 18012; off=$!
 trap 'kill $on $off 2>/dev/null || true' EXIT
 until curl -sf 127.0.0.1:18011/ready >/dev/null && curl -sf 127.0.0.1:18012/ready >/dev/null; do sleep 0.3; done

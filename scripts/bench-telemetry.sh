@@ -17,7 +17,7 @@ on=18101; off=18102; otlp=18103
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 ./target/release/examples/trivial_server "$otlp" 1 & pids+=($!)
-common=(HOST=127.0.0.1 LOG_LEVEL=WARN MAX_BATCH_SIZE=8 MODEL_CACHE_DIR="$root/.cache/models")
+common=(HOST=127.0.0.1 GRPC_PORT=0 LOG_LEVEL=WARN MAX_BATCH_SIZE=8 MODEL_CACHE_DIR="$root/.cache/models")
 env "${common[@]}" PORT=$on ENABLE_METRICS=true ENABLE_TRACING=true OTEL_TRACES_SAMPLER=always_on \
   OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$otlp" OTEL_BSP_SCHEDULE_DELAY=1000 "$gw" & pids+=($!)
 env "${common[@]}" PORT=$off ENABLE_METRICS=false ENABLE_TRACING=false "$gw" & pids+=($!)

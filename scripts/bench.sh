@@ -17,7 +17,7 @@ if [ -z "$model" ]; then
 fi
 img="${IMAGE:-$root/../shared/testdata/images/good/ijg-testorig.jpg}"
 port=18000
-MODEL_PATH="$model" PORT=$port HOST=127.0.0.1 LOG_LEVEL=WARN MAX_BATCH_SIZE=8 \
+MODEL_PATH="$model" PORT=$port GRPC_PORT=0 HOST=127.0.0.1 LOG_LEVEL=WARN MAX_BATCH_SIZE=8 \
   ENGINE_THREADS="$threads" ./target/release/inference-gateway & pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT
 until curl -sf "127.0.0.1:$port/ready" >/dev/null; do sleep 0.2; done

@@ -73,6 +73,7 @@ def start_gateway(binary, port, log, **extra):
     env = dict(os.environ)
     env.update(
         PORT=str(port),
+        GRPC_PORT="0",  # off unless a check asks for it: gateways started side by side would share 8001
         HOST="127.0.0.1",
         LOG_FORMAT="json",
         LOG_LEVEL="INFO",

@@ -116,6 +116,7 @@ def main():
     overrides = {
         "HOST": ("127.0.0.1", "listen on loopback only, not 0.0.0.0"),
         "PORT": (str(port), "a free port"),
+        "GRPC_PORT": ("0", "gRPC off: kserve_tritonclient.py checks it; 8001 may be taken here"),
         "MODEL_DEVICE": ("cpu", "no GPU on this machine (production runs the CUDA image)"),
         "MODEL_PATH": (None, "the image's model file is not here: the built-in model"),
         "MODEL_CACHE_DIR": (os.path.join(ROOT, ".cache", "models"), "where scripts/setup.sh keeps the built-in model"),

@@ -45,7 +45,7 @@ if [ $gpu = 1 ]; then
   step bench-engine-eager 90 "$bin/inference-gateway" bench-engine --device cuda --model "$model" \
     --batches 1,32,256 --seconds 2 --eager
   step torch-peer 150 python3 "$bin/torch_peer.py" 1 8 32 128 256
-  PORT=18080 MODEL_DEVICE=cuda MAX_BATCH_SIZE=256 MAX_QUEUE_SIZE=1024 MODEL_PATH="$model" \
+  PORT=18080 GRPC_PORT=0 MODEL_DEVICE=cuda MAX_BATCH_SIZE=256 MAX_QUEUE_SIZE=1024 MODEL_PATH="$model" \
     DECODE_THREADS="$(nproc)" WORKERS=4 "$bin/inference-gateway" >"$OUT/server.log" 2>&1 &
   srv=$!
   for _ in $(seq 1 240); do curl -sf localhost:18080/ready >/dev/null 2>&1 && break; sleep 0.5; done
