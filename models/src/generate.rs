@@ -12,7 +12,6 @@
 
 use std::sync::Arc;
 
-use engine::{Backend, BatchBuffer, CpuBackend, ModelSource};
 use prost::Message;
 
 use crate::onnx::{GraphProto, ModelProto, OperatorSetIdProto, StringStringEntryProto};
@@ -71,22 +70,8 @@ fn calibration_features(
     threads: usize,
     seed: u64,
 ) -> Result<Vec<f32>, ModelError> {
-    let mut backend = CpuBackend::new(&engine::CpuConfig::new(
-        ModelSource::Bytes(model),
-        threads,
-        crate::IMAGENET_NORMALIZATION,
-    ))?;
     let images = synthetic::varied_images(seed.wrapping_add(1), CALIBRATION_IMAGES);
-    let (mut features, mut out, mut timings) = (Vec::new(), Vec::new(), Vec::new());
-    for chunk in images.chunks(CALIBRATION_BATCH) {
-        let mut batch = BatchBuffer::new(chunk.len());
-        for img in chunk {
-            batch.push(img);
-        }
-        backend.run(&batch, &mut out, &mut timings)?;
-        features.extend_from_slice(&out);
-    }
-    Ok(features)
+    crate::quantize::check::outputs(model, &images, threads, CALIBRATION_BATCH)
 }
 
 /// Classifier weights `[NUM_CLASSES, 2048]` and bias on the standardised features.

@@ -16,7 +16,8 @@ fn bad(msg: impl Into<String>) -> ModelError {
     ModelError::Invalid(msg.into())
 }
 
-fn floats(t: &TensorProto) -> Result<Vec<f32>, ModelError> {
+/// The float values of initializer `t`.
+pub(crate) fn floats(t: &TensorProto) -> Result<Vec<f32>, ModelError> {
     if t.data_type != DT_FLOAT {
         return Err(bad(format!("initializer {} is not float32", t.name)));
     }

@@ -112,13 +112,5 @@ fn folder(dir: &std::path::Path) -> anyhow::Result<Vec<Vec<u8>>> {
         eprintln!("{}: no such folder; comparing without it", dir.display());
         return Ok(Vec::new());
     }
-    let mut paths: Vec<_> = std::fs::read_dir(dir)?
-        .filter_map(|e| Some(e.ok()?.path()))
-        .collect();
-    paths.sort();
-    Ok(paths
-        .iter()
-        .filter_map(|p| gateway::imaging::preprocess(&std::fs::read(p).ok()?, 40_000_000).ok())
-        .map(|p| p.pixels)
-        .collect())
+    Ok(precision::read_dir_images(dir)?)
 }

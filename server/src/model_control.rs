@@ -28,7 +28,12 @@ pub fn version_of(bytes: &[u8]) -> String {
 }
 
 fn short_hex(digest: &[u8]) -> String {
-    digest[..6].iter().map(|b| format!("{b:02x}")).collect()
+    hex(&digest[..6])
+}
+
+/// Lower-case hex of `bytes` (content versions and cache keys).
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// [`version_of`] the file at `path`.

@@ -132,8 +132,9 @@ pub fn calibration_images(
     Ok(images)
 }
 
-/// Every image file of `dir` that decodes, in name order (others are skipped with a warning).
-fn read_dir_images(dir: &Path) -> Result<Vec<Vec<u8>>, PrecisionError> {
+/// Every image file of `dir` that decodes, preprocessed as served, in name order (others are
+/// skipped with a warning).
+pub fn read_dir_images(dir: &Path) -> Result<Vec<Vec<u8>>, PrecisionError> {
     let unreadable =
         |e: std::io::Error| PrecisionError::Calibration(format!("{}: {e}", dir.display()));
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -164,10 +165,7 @@ fn cache_key(model: &[u8], images: &[Vec<u8>], method: &str) -> String {
     }
     h.update(method.as_bytes());
     h.update(quantize::QUANTIZER_VERSION.to_le_bytes());
-    h.finalize()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::model_control::hex(&h.finalize()[..8])
 }
 
 /// A name part no other writer uses at the same time: the process and a per-process count.

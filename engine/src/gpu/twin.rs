@@ -203,11 +203,7 @@ impl DeviceOps for CpuTwin {
         let raw = src
             .get(..bytes)
             .ok_or_else(|| short("tensor_in", bytes, src.len()))?;
-        let floats: Vec<f32> = raw
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
-        let values: Vec<f32> = kernels::reference::tensor_to_nhwc(&floats, plane, channels)
+        let values: Vec<f32> = kernels::reference::tensor_to_nhwc(&widen(raw, 4), plane, channels)
             .iter()
             .map(|h| h.to_f32())
             .collect();

@@ -34,6 +34,17 @@ pub fn logits(
     images: &[Vec<u8>],
     threads: usize,
 ) -> Result<Vec<f32>, ModelError> {
+    outputs(model, images, threads, 8)
+}
+
+/// The output rows of `model` for `images` (u8 HWC 224×224×3), run `batch` at a time on the
+/// CPU engine.
+pub fn outputs(
+    model: Arc<[u8]>,
+    images: &[Vec<u8>],
+    threads: usize,
+    batch: usize,
+) -> Result<Vec<f32>, ModelError> {
     let config = CpuConfig::new(
         ModelSource::Bytes(model),
         threads,
@@ -41,7 +52,7 @@ pub fn logits(
     );
     let mut backend = CpuBackend::new(&config)?;
     let (mut all, mut out, mut timings) = (Vec::new(), Vec::new(), Vec::new());
-    for chunk in images.chunks(8) {
+    for chunk in images.chunks(batch) {
         let mut batch = BatchBuffer::new(chunk.len());
         for img in chunk {
             if !batch.push(img) {

@@ -11,6 +11,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use crate::network::floats;
 use crate::onnx::{AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto, DT_FLOAT};
 use crate::ModelError;
 
@@ -44,23 +45,6 @@ pub fn activations(graph: &GraphProto) -> Vec<String> {
     let outputs: HashSet<&str> = graph.output.iter().map(|o| o.name.as_str()).collect();
     out.retain(|t| !outputs.contains(t.as_str()));
     out
-}
-
-/// The float values of initializer `t`.
-pub fn floats(t: &TensorProto) -> Result<Vec<f32>, ModelError> {
-    if t.data_type != DT_FLOAT {
-        return Err(ModelError::Invalid(format!(
-            "{} is not a float tensor",
-            t.name
-        )));
-    }
-    if !t.float_data.is_empty() {
-        return Ok(t.float_data.clone());
-    }
-    Ok(t.raw_data
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect())
 }
 
 fn tensor(name: String, data_type: i32, dims: &[i64], raw: Vec<u8>) -> TensorProto {

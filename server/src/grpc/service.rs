@@ -13,7 +13,6 @@ use tracing::Instrument;
 use super::convert;
 use super::proto::{self, grpc_inference_service_server::GrpcInferenceService};
 use crate::error::ApiError;
-use crate::model_control::{self, ReloadError};
 use crate::telemetry::trace::spans;
 use crate::v2::{infer, Model};
 use crate::App;
@@ -265,14 +264,8 @@ impl GrpcInferenceService for Service {
         self.call(rpc!("RepositoryModelLoad"), req, |m, headers| async move {
             self.app.authorize(&headers)?;
             self.model(&m.model_name, "")?;
-            match model_control::reload(&self.app, "api").await {
-                Ok(_) => Ok(proto::RepositoryModelLoadResponse {}),
-                Err(ReloadError::NotServing) => Err(ApiError::NotReady("no model is serving yet")),
-                Err(ReloadError::Refused(why)) => Err(ApiError::bad_request(
-                    "model_load_failed",
-                    format!("{why}; the previous model keeps serving"),
-                )),
-            }
+            crate::http::repository_reload(&self.app).await?;
+            Ok(proto::RepositoryModelLoadResponse {})
         })
         .await
     }

@@ -9,7 +9,9 @@ pub(crate) mod multipart;
 pub mod predict;
 mod repository;
 
-pub(crate) use repository::{entries as repository_entries, unload_refused};
+pub(crate) use repository::{
+    entries as repository_entries, reload as repository_reload, unload_refused,
+};
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -91,11 +91,15 @@ pub fn index(app: &App) -> Result<HttpResponse, ApiError> {
 /// version serving) or refused (400, the old model still serving).
 pub async fn load(app: &Arc<App>, path: &str) -> Result<HttpResponse, ApiError> {
     model_of(app, path)?;
+    let version = reload(app).await?;
+    let body = serde_json::json!({ "name": app.config.model.name, "version": version });
+    Ok(json(StatusCode::OK, body.to_string()))
+}
+
+/// A repository load (both protocols): the version serving once it is done, or why not.
+pub(crate) async fn reload(app: &Arc<App>) -> Result<String, ApiError> {
     match model_control::reload(app, "api").await {
-        Ok(Reloaded::Swapped { version } | Reloaded::Unchanged { version }) => {
-            let body = serde_json::json!({ "name": app.config.model.name, "version": version });
-            Ok(json(StatusCode::OK, body.to_string()))
-        }
+        Ok(Reloaded::Swapped { version } | Reloaded::Unchanged { version }) => Ok(version),
         Err(ReloadError::NotServing) => Err(ApiError::NotReady("no model is serving yet")),
         Err(ReloadError::Refused(why)) => Err(ApiError::bad_request(
             "model_load_failed",

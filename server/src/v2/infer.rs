@@ -61,8 +61,9 @@ pub struct Row {
     pub cost: ImageCost,
 }
 
-/// Runs `inputs` (encoded images or tensors, as `model` takes) and returns a row for each, or
-/// the first failure (an input's `400` names its element).
+/// Runs `inputs` (encoded images or tensors, as `model` takes; at most `max_batch_size`, as
+/// [`Signature::batch_of`] checked) and returns a row for each, or the first failure (an
+/// input's `400` names its element).
 pub async fn run(
     app: &App,
     pipeline: &Pipeline,
@@ -70,12 +71,6 @@ pub async fn run(
     inputs: Vec<Bytes>,
     started: Instant,
 ) -> Result<Vec<Row>, ApiError> {
-    if inputs.len() > pipeline.max_batch {
-        let (n, max) = (inputs.len(), pipeline.max_batch);
-        return Err(super::bad(format!(
-            "{n} inputs exceed max_batch_size {max}"
-        )));
-    }
     let mut permits = Vec::with_capacity(inputs.len());
     for _ in &inputs {
         let limit = app.admission.limit();
