@@ -20,7 +20,6 @@ import base64
 import csv
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -31,16 +30,8 @@ import urllib.request
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 RELEASE = os.path.join(ROOT, "target", "release")
 TICK = os.sysconf("SC_CLK_TCK")
-
-
-def metrics(port):
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
-        text = r.read().decode()
-    vals = {}
-    for key in ("sum", "count"):
-        m = re.search(rf"^inference_batch_size_{key} ([0-9.e+]+)", text, re.M)
-        vals[key] = float(m.group(1)) if m else 0.0
-    return vals["sum"], vals["count"]
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "e2e"))
+from harness import batch_totals as metrics  # noqa: E402
 
 
 def cpu_seconds(pid):

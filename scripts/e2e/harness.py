@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -48,6 +49,16 @@ def get(url, timeout=5, headers=None):
     req = urllib.request.Request(url, headers=headers or {})
     with urllib.request.urlopen(req, timeout=timeout) as r:
         return r.status, r.read()
+
+
+def batch_totals(port):
+    """(sum, count) of the gateway's inference_batch_size histogram now."""
+    text = get(f"http://127.0.0.1:{port}/metrics", timeout=10)[1].decode()
+    total = {}
+    for key in ("sum", "count"):
+        m = re.search(rf"^inference_batch_size_{key} ([0-9.e+]+)", text, re.M)
+        total[key] = float(m.group(1)) if m else 0.0
+    return total["sum"], total["count"]
 
 
 def wait_until(fn, seconds, what):

@@ -9,23 +9,12 @@ Usage: python3 scripts/e2e/perf_analyzer_check.py [--gateway BIN] [--perf-analyz
 import argparse
 import csv
 import os
-import re
 import subprocess
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import ROOT, check, conclude, free_port, get, start_gateway, stop, wait_until  # noqa: E402
-
-
-def batch_totals(port):
-    """(sum, count) of inference_batch_size now."""
-    text = get(f"http://127.0.0.1:{port}/metrics")[1].decode()
-    total = {}
-    for key in ("sum", "count"):
-        m = re.search(rf"^inference_batch_size_{key} ([0-9.e+]+)", text, re.M)
-        total[key] = float(m.group(1)) if m else 0.0
-    return total["sum"], total["count"]
+from harness import ROOT, batch_totals, check, conclude, free_port, get, start_gateway, stop, wait_until  # noqa: E402
 
 
 def run_perf_analyzer(tool, protocol, url, out_csv, log):
