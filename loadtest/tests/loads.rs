@@ -87,9 +87,18 @@ async fn open_loop_holds_the_asked_rate() {
             "{:.2}/s measured for {asked:.2}/s due",
             r.goodput_rps
         );
+        // The timer ticks in whole milliseconds, so a sender on time is late by under ~1 ms
+        // at the median. The tail is the scheduler's: CI saw a p99 of 6.5 ms on a loaded
+        // 2-core machine. A sender that waited for answers would be late by the server's
+        // 5 ms on every request and fall behind the rate (checked above).
         let lag = r.send_lag_ms.unwrap();
         assert!(
-            lag.p99 < 5.0,
+            lag.p50 < 3.0,
+            "the sender itself was late: p50 lag {} ms",
+            lag.p50
+        );
+        assert!(
+            lag.p99 < 25.0,
             "the sender itself was late: p99 lag {} ms",
             lag.p99
         );
