@@ -10,7 +10,9 @@
 
 pub mod onnx;
 
+mod batchnorm;
 mod generate;
+mod head;
 mod inspect;
 mod network;
 pub mod quantize;

@@ -42,8 +42,9 @@ struct ConvBn<'a> {
     cout: usize,
     kernel: usize,
     stride: usize,
-    /// Scale range of the BN's gamma: small on the last BN of a block, so the residual
-    /// stream stays in range through 16 blocks.
+    /// Scale range of the BN's gamma: small on the last BN of a block, so each residual
+    /// branch adds a little to its shortcut and the trunk stays stable through 16 blocks
+    /// (rounding errors, int8's among them, then grow little on their way to the features).
     gamma: (f32, f32),
 }
 
@@ -73,7 +74,8 @@ impl Builder<'_> {
         name.to_string()
     }
 
-    /// Conv (He-normal weights, no bias) + BatchNormalization with randomised statistics.
+    /// Conv (He-normal weights, no bias) + BatchNormalization with placeholder statistics (the
+    /// generator measures the real ones: `crate::batchnorm`).
     fn conv_bn(&mut self, c: ConvBn<'_>) -> String {
         let fan_in = c.cin * c.kernel * c.kernel;
         let std = (2.0 / fan_in as f32).sqrt();
@@ -100,7 +102,7 @@ impl Builder<'_> {
         let gamma = (0..n)
             .map(|_| self.rng.uniform(c.gamma.0, c.gamma.1))
             .collect();
-        let beta = (0..n).map(|_| self.rng.normal() * 0.1).collect();
+        let beta = (0..n).map(|_| self.rng.normal() * 0.5).collect();
         let mean = (0..n).map(|_| self.rng.normal() * 0.1).collect();
         let var = (0..n).map(|_| self.rng.uniform(0.5, 1.5)).collect();
         let names = [
@@ -151,7 +153,7 @@ impl Builder<'_> {
         let y = self.relu(&y, &format!("{prefix}.relu1"));
         let y = self.conv_bn(conv_bn(&y, 2, width, width, 3, stride, full));
         let y = self.relu(&y, &format!("{prefix}.relu2"));
-        let y = self.conv_bn(conv_bn(&y, 3, width, cout, 1, 1, (0.2, 0.5)));
+        let y = self.conv_bn(conv_bn(&y, 3, width, cout, 1, 1, (0.03, 0.075)));
         let shortcut = if stride != 1 || cin != cout {
             self.conv_bn(ConvBn {
                 input: x,
@@ -275,6 +277,18 @@ impl Backbone {
                 &[batch, Dim::Fixed(width as i64)],
             )],
             ..Default::default()
+        }
+    }
+
+    /// Replaces the values of the float initializer `name`; false when there is none of that
+    /// name and length.
+    pub(crate) fn set_floats(&mut self, name: &str, values: &[f32]) -> bool {
+        match self.initializers.iter_mut().find(|t| t.name == name) {
+            Some(t) if t.raw_data.len() == values.len() * 4 => {
+                *t = TensorProto::floats(name, &t.dims, values);
+                true
+            }
+            _ => false,
         }
     }
 

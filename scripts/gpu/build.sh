@@ -26,6 +26,6 @@ cp .cache/onnxruntime/libonnxruntime.so.* .gpu-bin/
 ln -sf "$(cd .gpu-bin && ls libonnxruntime.so.1.* | head -1)" .gpu-bin/libonnxruntime.so
 cp "${SHARED:-$root/../shared}"/testdata/images/good/* .gpu-bin/images/
 cp scripts/gpu/torch_peer.py .gpu-bin/
-sha256sum "$(ls .cache/models/resnet50-seed50-v*.onnx | head -1)" 2>/dev/null | cut -d' ' -f1 > .gpu-bin/model.sha256 || true
+sha256sum "$(ls .cache/models/resnet50-seed50-v*.onnx | sort -V | tail -1)" 2>/dev/null | cut -d' ' -f1 > .gpu-bin/model.sha256 || true
 du -sh .gpu-bin
 ls -la .gpu-bin

@@ -29,7 +29,7 @@ for t in "$bin"/kernels-*; do
   step "$(basename "$t")" 60 "$t" --nocapture --test-threads=1
 done
 
-model="$MODEL_CACHE_DIR/resnet50-seed50-v3.onnx"
+model="$MODEL_CACHE_DIR/resnet50-seed50-v4.onnx"
 if [ ! -f "$model" ]; then
   mkdir -p "$MODEL_CACHE_DIR"
   step generate-model 120 "$bin/inference-gateway" generate-model --out "$model"

@@ -14,7 +14,8 @@ use models::quantize::{self, check, Method};
 /// Arguments of `check-quantisation`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Calibration methods to compare (`minmax`, `percentile`, `percentile:P`; default: both).
+    /// Calibration methods to compare (`minmax`, `percentile`, `percentile:P`; default:
+    /// minmax, percentile:99.99 and percentile:99.999).
     #[arg(long = "method")]
     methods: Vec<String>,
     /// A folder of images to compare on (default: ../shared/testdata/images/good).
@@ -53,7 +54,11 @@ pub fn run(config: &Config, args: &Args) -> anyhow::Result<()> {
         ),
     ];
     let methods: Vec<Method> = match args.methods.as_slice() {
-        [] => vec![Method::MinMax, Method::Percentile(99.99)],
+        [] => vec![
+            Method::MinMax,
+            Method::Percentile(99.99),
+            Method::Percentile(99.999),
+        ],
         given => given
             .iter()
             .map(|m| Method::parse(m).with_context(|| format!("--method {m}")))

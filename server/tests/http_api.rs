@@ -4,27 +4,11 @@ mod common;
 
 use common::{error_code, files, request, TestServer};
 
-/// `tests/data/golden-top1.tsv`: file → (class id, probability) of the built-in model.
-fn golden() -> std::collections::HashMap<String, (u64, f64)> {
-    let text = std::fs::read_to_string(common::repo().join("server/tests/data/golden-top1.tsv"))
-        .expect("golden answers");
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(|l| {
-            let f: Vec<&str> = l.split('\t').collect();
-            (
-                f[0].to_string(),
-                (f[1].parse().unwrap(), f[2].parse().unwrap()),
-            )
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_test_image_gets_the_right_answer_and_the_server_keeps_serving() {
     let server = TestServer::start(&[]).await;
     let canary = common::images("good").join("ijg-testorig.jpg");
-    let golden = golden();
+    let golden = common::golden();
     assert_eq!(
         golden.len(),
         files("good").len(),

@@ -22,7 +22,7 @@ use crate::ModelError;
 pub use qdq::{activations, u8_params};
 
 /// Changes whenever the rewrite or the calibration does (part of a cached result's key).
-pub const QUANTIZER_VERSION: u32 = 1;
+pub const QUANTIZER_VERSION: u32 = 2;
 
 /// Images per calibration run (the probed activations of one image are ~40 MB).
 const PROBE_BATCH: usize = 2;
@@ -39,11 +39,11 @@ pub enum Method {
 }
 
 impl Method {
-    /// `minmax` or `percentile` (99.99) or `percentile:P`.
+    /// `minmax` or `percentile` (99.999) or `percentile:P`.
     pub fn parse(s: &str) -> Option<Self> {
         match s.split_once(':') {
             None if s == "minmax" => Some(Method::MinMax),
-            None if s == "percentile" => Some(Method::Percentile(99.99)),
+            None if s == "percentile" => Some(Method::Percentile(99.999)),
             Some(("percentile", p)) => p
                 .parse()
                 .ok()
@@ -168,7 +168,8 @@ fn clip((lo, hi): (f32, f32), h: &[u64], p: f64) -> (f32, f32) {
     (lo + low_bin as f32 * width, lo + high_bin as f32 * width)
 }
 
-fn float_output(name: &str) -> ValueInfoProto {
+/// A graph output of `name`, a float tensor of any shape.
+pub(crate) fn float_output(name: &str) -> ValueInfoProto {
     ValueInfoProto {
         name: name.into(),
         r#type: Some(TypeProto {
@@ -187,7 +188,10 @@ mod tests {
     #[test]
     fn methods_parse_and_print() {
         assert_eq!(Method::parse("minmax"), Some(Method::MinMax));
-        assert_eq!(Method::parse("percentile"), Some(Method::Percentile(99.99)));
+        assert_eq!(
+            Method::parse("percentile"),
+            Some(Method::Percentile(99.999))
+        );
         assert_eq!(
             Method::parse("percentile:99.9"),
             Some(Method::Percentile(99.9))

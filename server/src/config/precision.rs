@@ -33,7 +33,7 @@ pub struct PrecisionConfig {
     /// `CALIBRATION_DIR`: images (any served format) that calibrate the activations; required
     /// for a user's model, added to the synthetic set for the built-in one.
     pub calibration_dir: Option<PathBuf>,
-    /// `CALIBRATION_METHOD`: `minmax`, `percentile` (99.99) or `percentile:P`.
+    /// `CALIBRATION_METHOD`: `minmax`, `percentile` (99.999) or `percentile:P`.
     pub method: Method,
     /// `INT8_MIN_AGREEMENT`: the share of calibration images whose int8 top-1 must equal the
     /// fp32 one, or the quantised model is refused (0–1; default 0.9).
@@ -54,7 +54,7 @@ pub(super) fn precision_config<F: Fn(&str) -> Option<String>>(
             _ => Err("expected fp32 or int8".into()),
         }
     })?;
-    let method = env.parse("CALIBRATION_METHOD", Method::Percentile(99.99), |s| {
+    let method = env.parse("CALIBRATION_METHOD", Method::Percentile(99.999), |s| {
         Method::parse(s)
             .ok_or_else(|| "expected minmax, percentile or percentile:P (50–100)".into())
     })?;

@@ -57,6 +57,22 @@ pub fn cache_dir() -> PathBuf {
     repo().join(".cache/models")
 }
 
+/// `tests/data/golden-top1.tsv`: file → (class id, probability) of the built-in model.
+pub fn golden() -> std::collections::HashMap<String, (u64, f64)> {
+    let text = std::fs::read_to_string(repo().join("server/tests/data/golden-top1.tsv"))
+        .expect("golden answers");
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (
+                f[0].to_string(),
+                (f[1].parse().unwrap(), f[2].parse().unwrap()),
+            )
+        })
+        .collect()
+}
+
 /// The built-in model's file, generated first if absent (a "user's model" for tests).
 pub fn builtin_model_path() -> PathBuf {
     models::ensure_builtin(&cache_dir(), models::DEFAULT_SEED, 2).expect("the built-in model")

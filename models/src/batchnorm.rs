@@ -1,0 +1,295 @@
+//! Batch-norm statistics measured on data, as a trained network has them.
+//!
+//! Drawn at random, the running means and variances leave each layer's output off-centre and
+//! out of scale, and that compounds over 53 layers: the pooled features become one large shared
+//! component with small input-dependent wiggles, which int8 rounding drowns. So the generator
+//! measures them. [`measure`] rewrites every `BatchNormalization` to normalise by its batch
+//! (training mode's arithmetic in plain ONNX operators), declares each batch mean and variance
+//! as an output, and runs the calibration images through it once, as one batch. With those as
+//! running statistics the inference-mode network computes what the training-mode one did on
+//! that batch.
+
+use std::collections::HashMap;
+
+use engine::probe::Probe;
+use prost::Message;
+
+use crate::onnx::{AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto};
+use crate::quantize::float_output;
+use crate::ModelError;
+
+/// The `epsilon` of every batch norm the generator writes.
+const EPSILON: f32 = 1e-5;
+/// Name of the shared epsilon constant in the rewritten graph.
+const EPSILON_NAME: &str = "batchnorm.epsilon";
+
+/// The measured statistics of one batch norm: the names of its running-mean and running-variance
+/// initializers and the values they should hold.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Measured {
+    /// Running-mean initializer.
+    pub mean_name: String,
+    /// Per-channel batch mean.
+    pub mean: Vec<f32>,
+    /// Running-variance initializer.
+    pub var_name: String,
+    /// Per-channel (biased) batch variance.
+    pub var: Vec<f32>,
+}
+
+/// Runs `images` (u8 HWC 224×224×3) through `graph` as one batch, each batch norm normalising
+/// by the batch, and returns every batch norm's statistics in graph order. `opset` is the
+/// model's (the rewrite uses `ReduceMean` with an `axes` attribute: opset 17 or below).
+pub(crate) fn measure(
+    graph: &GraphProto,
+    opset: i64,
+    images: &[Vec<u8>],
+    threads: usize,
+) -> Result<Vec<Measured>, ModelError> {
+    let (probed, stats) = batch_statistics_graph(graph)?;
+    let model = ModelProto {
+        ir_version: 8,
+        opset_import: vec![crate::onnx::OperatorSetIdProto {
+            domain: String::new(),
+            version: opset,
+        }],
+        graph: Some(probed),
+        ..Default::default()
+    };
+    let mut probe = Probe::new(&model.encode_to_vec(), threads)?;
+    let plane = engine::IMAGE_BYTES;
+    let mut input = vec![0f32; images.len() * plane];
+    for (img, dst) in images.iter().zip(input.chunks_exact_mut(plane)) {
+        crate::IMAGENET_NORMALIZATION.image_to_chw(img, dst);
+    }
+    let values = probe.run(&input, images.len())?;
+    let mut by_name: HashMap<&str, Vec<f32>> = probe
+        .outputs()
+        .iter()
+        .map(String::as_str)
+        .zip(values)
+        .collect();
+    let mut take = |name: &str| {
+        by_name
+            .remove(name)
+            .ok_or_else(|| ModelError::Invalid(format!("the probe did not return {name}")))
+    };
+    stats
+        .into_iter()
+        .map(|s| {
+            Ok(Measured {
+                mean: take(&s.mean_out)?,
+                var: take(&s.var_out)?,
+                mean_name: s.mean_name,
+                var_name: s.var_name,
+            })
+        })
+        .collect()
+}
+
+/// Where one rewritten batch norm leaves its statistics.
+struct Outputs {
+    mean_name: String,
+    var_name: String,
+    mean_out: String,
+    var_out: String,
+}
+
+/// `graph` with each `BatchNormalization` (inputs x, scale, bias, mean, var) replaced by
+/// `(x − E[x]) / √(Var[x] + ε) · scale + bias` over the batch and spatial axes, and the batch
+/// mean and variance of each as the graph's outputs.
+fn batch_statistics_graph(graph: &GraphProto) -> Result<(GraphProto, Vec<Outputs>), ModelError> {
+    let channels: HashMap<&str, &TensorProto> = graph
+        .initializer
+        .iter()
+        .map(|t| (t.name.as_str(), t))
+        .collect();
+    let mut out = GraphProto {
+        node: Vec::with_capacity(graph.node.len() * 8),
+        initializer: graph.initializer.clone(),
+        input: graph.input.clone(),
+        name: graph.name.clone(),
+        ..Default::default()
+    };
+    out.initializer
+        .push(TensorProto::floats(EPSILON_NAME, &[], &[EPSILON]));
+    let mut stats = Vec::new();
+    for node in &graph.node {
+        if node.op_type != "BatchNormalization" {
+            out.node.push(node.clone());
+            continue;
+        }
+        let [x, scale, bias, mean, var] = node.input.as_slice() else {
+            return Err(ModelError::Invalid(format!(
+                "{}: 5 inputs expected",
+                node.name
+            )));
+        };
+        let per_channel = |name: &str| {
+            let t = channels
+                .get(name)
+                .ok_or_else(|| ModelError::Invalid(format!("{name}: not an initializer")))?;
+            let c = (t.raw_data.len() / 4) as i64;
+            let mut t = (*t).clone();
+            t.name = format!("{name}:c11");
+            t.dims = vec![c, 1, 1];
+            Ok::<_, ModelError>(t)
+        };
+        let (scale, bias) = (per_channel(scale)?, per_channel(bias)?);
+        let n = |s: &str| format!("{}/{s}", node.name);
+        let op = |op: &str, step: &str, inputs: &[&str], output: String| NodeProto {
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![output],
+            name: n(step),
+            op_type: op.into(),
+            attribute: if op == "ReduceMean" {
+                vec![
+                    AttributeProto::ints("axes", &[0, 2, 3]),
+                    AttributeProto::int("keepdims", 1),
+                ]
+            } else {
+                Vec::new()
+            },
+            ..Default::default()
+        };
+        let y = node.output.first().cloned().unwrap_or_default();
+        let (centred, squared, var_eps) = (n("centred"), n("squared"), n("var_eps"));
+        let (std, normalised, scaled) = (n("std"), n("normalised"), n("scaled"));
+        out.node.extend([
+            op("ReduceMean", "1", &[x], n("mean")),
+            op("Sub", "2", &[x, &n("mean")], centred.clone()),
+            op("Mul", "3", &[&centred, &centred], squared.clone()),
+            op("ReduceMean", "4", &[&squared], n("var")),
+            op("Add", "5", &[&n("var"), EPSILON_NAME], var_eps.clone()),
+            op("Sqrt", "6", &[&var_eps], std.clone()),
+            op("Div", "7", &[&centred, &std], normalised.clone()),
+            op("Mul", "8", &[&normalised, &scale.name], scaled.clone()),
+            op("Add", "9", &[&scaled, &bias.name], y),
+        ]);
+        out.output.push(float_output(&n("mean")));
+        out.output.push(float_output(&n("var")));
+        stats.push(Outputs {
+            mean_name: mean.clone(),
+            var_name: var.clone(),
+            mean_out: n("mean"),
+            var_out: n("var"),
+        });
+        out.initializer.extend([scale, bias]);
+    }
+    Ok((out, stats))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::onnx::{Dim, ValueInfoProto};
+
+    /// input → BatchNormalization (placeholder statistics) → y, over the 3 image channels.
+    fn one_batch_norm(mean: &[f32], var: &[f32]) -> GraphProto {
+        let side = engine::IMAGE_SIDE as i64;
+        let dims = [
+            Dim::Named("n"),
+            Dim::Fixed(3),
+            Dim::Fixed(side),
+            Dim::Fixed(side),
+        ];
+        GraphProto {
+            node: vec![NodeProto {
+                input: [
+                    "input",
+                    "bn.weight",
+                    "bn.bias",
+                    "bn.running_mean",
+                    "bn.running_var",
+                ]
+                .map(String::from)
+                .to_vec(),
+                output: vec!["y".into()],
+                name: "bn".into(),
+                op_type: "BatchNormalization".into(),
+                attribute: vec![AttributeProto::float("epsilon", EPSILON)],
+                ..Default::default()
+            }],
+            name: "one".into(),
+            initializer: vec![
+                TensorProto::floats("bn.weight", &[3], &[2.0, 1.0, 0.5]),
+                TensorProto::floats("bn.bias", &[3], &[0.0, 1.0, -1.0]),
+                TensorProto::floats("bn.running_mean", &[3], mean),
+                TensorProto::floats("bn.running_var", &[3], var),
+            ],
+            input: vec![ValueInfoProto::float_tensor("input", &dims)],
+            output: vec![ValueInfoProto::float_tensor("y", &dims)],
+            ..Default::default()
+        }
+    }
+
+    fn per_channel(values: &[f32], n: usize) -> Vec<(f64, f64)> {
+        let plane = engine::IMAGE_SIDE * engine::IMAGE_SIDE;
+        (0..3)
+            .map(|c| {
+                let xs: Vec<f64> = (0..n)
+                    .flat_map(|i| &values[(i * 3 + c) * plane..(i * 3 + c + 1) * plane])
+                    .map(|&v| f64::from(v))
+                    .collect();
+                let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+                let var = xs.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / xs.len() as f64;
+                (mean, var)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn measured_statistics_normalise_the_calibration_batch() {
+        let dylib = std::env::var("ORT_DYLIB_PATH").expect("ORT_DYLIB_PATH (.cargo/config.toml)");
+        engine::init_onnx_runtime(dylib.as_ref()).expect("ONNX Runtime: scripts/setup.sh");
+        let images = crate::varied_images(7, 3);
+        let n = images.len();
+        let placeholder = one_batch_norm(&[0.5; 3], &[4.0; 3]);
+        let measured = measure(&placeholder, 17, &images, 1).unwrap();
+        assert_eq!(measured.len(), 1);
+        let m = &measured[0];
+        assert_eq!(
+            (m.mean_name.as_str(), m.var_name.as_str()),
+            ("bn.running_mean", "bn.running_var")
+        );
+
+        // They are the input's per-channel mean and (biased) variance over the batch.
+        let plane = engine::IMAGE_BYTES;
+        let mut input = vec![0f32; n * plane];
+        for (img, dst) in images.iter().zip(input.chunks_exact_mut(plane)) {
+            crate::IMAGENET_NORMALIZATION.image_to_chw(img, dst);
+        }
+        for (c, (mean, var)) in per_channel(&input, n).into_iter().enumerate() {
+            assert!((f64::from(m.mean[c]) - mean).abs() < 1e-4, "mean {c}");
+            assert!(
+                (f64::from(m.var[c]) - var).abs() < 1e-3 * var.max(1.0),
+                "var {c}"
+            );
+        }
+
+        // In inference mode with them, each channel comes out as bias ± scale.
+        let fitted = one_batch_norm(&m.mean, &m.var);
+        let model = ModelProto {
+            ir_version: 8,
+            opset_import: vec![crate::onnx::OperatorSetIdProto {
+                domain: String::new(),
+                version: 17,
+            }],
+            graph: Some(fitted),
+            ..Default::default()
+        };
+        let mut probe = Probe::new(&model.encode_to_vec(), 1).unwrap();
+        let y = probe.run(&input, n).unwrap().remove(0);
+        let want = [(0.0, 2.0), (1.0, 1.0), (-1.0, 0.5)];
+        for (c, ((mean, var), (bias, scale))) in
+            per_channel(&y, n).into_iter().zip(want).enumerate()
+        {
+            assert!((mean - bias).abs() < 1e-3, "channel {c}: mean {mean}");
+            assert!(
+                (var.sqrt() - scale).abs() < 1e-3,
+                "channel {c}: std {}",
+                var.sqrt()
+            );
+        }
+    }
+}
