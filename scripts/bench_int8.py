@@ -1,8 +1,7 @@
 #!/usr/bin/env python3
 """MODEL_PRECISION=int8 against fp32, and against ONNX Runtime alone on the same int8 file, in
 one run on this machine. Two release gateways serve the built-in model side by side (fp32, and
-int8 with INT8_MIN_AGREEMENT=0: the built-in model's agreement is below the serving threshold,
-see docs/QUANTISATION.md, and this measures speed only). In interleaved rounds (ABBA order), each
+int8 at the default INT8_MIN_AGREEMENT). In interleaved rounds (ABBA order), each
 is measured with `loadtest` at 1 and 8 closed-loop clients, and ONNX Runtime alone runs the
 int8 file at batch 1 and 8 (`ort_alone`). Summaries are medians over the rounds, per-round
 ratios included:
@@ -57,7 +56,7 @@ def main():
     cache = str(ROOT / ".cache" / "models")
     logs = open("/tmp/bench-int8-gateways.log", "w")
     fp32 = start(18200, cache, {}, logs)
-    int8 = start(18201, cache, {"MODEL_PRECISION": "int8", "INT8_MIN_AGREEMENT": "0"}, logs)
+    int8 = start(18201, cache, {"MODEL_PRECISION": "int8"}, logs)
     try:
         wait_ready(18200, fp32)
         wait_ready(18201, int8)

@@ -7,9 +7,11 @@ Usage: python3 scripts/golden_top1.py --url http://127.0.0.1:8080 [--out server/
 """
 
 import argparse
-import json
 import os
-import urllib.request
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "e2e"))
+import harness  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GOOD = os.path.join(ROOT, "..", "shared", "testdata", "images", "good")
@@ -19,14 +21,10 @@ HEADER = """# The built-in model's (seed 50) top-1 for each good test image, thr
 
 
 def predict(url, path):
-    boundary = "----golden"
-    data = open(path, "rb").read()
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x\"\r\n\r\n".encode()
-            + data + f"\r\n--{boundary}--\r\n".encode())
-    req = urllib.request.Request(f"{url}/predict", data=body,
-                                 headers={"content-type": f"multipart/form-data; boundary={boundary}"})
-    with urllib.request.urlopen(req, timeout=60) as r:
-        return json.load(r)["predictions"]
+    status, body = harness.predict(url, open(path, "rb").read())
+    if status != 200:
+        sys.exit(f"{path}: /predict answered {status}: {body}")
+    return body["predictions"]
 
 
 def main():

@@ -9,15 +9,14 @@ Usage: python3 -m pip install pillow numpy onnxruntime
        python3 scripts/pillow_parity.py model.onnx IMAGE_DIR... [--url http://127.0.0.1:8000]
 """
 import argparse
-import json
 import pathlib
 import sys
-import urllib.request
-import uuid
-
 import numpy as np
 import onnxruntime as ort
 from PIL import Image, ImageOps
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent / "e2e"))
+import harness  # noqa: E402
 
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -37,13 +36,10 @@ def pillow_input(path):
 
 
 def server_top1(url, path):
-    boundary = uuid.uuid4().hex
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{path.name}\"\r\n"
-            "Content-Type: application/octet-stream\r\n\r\n").encode() + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
-    req = urllib.request.Request(f"{url}/predict?top_k=1", data=body,
-                                 headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
-    with urllib.request.urlopen(req) as r:
-        p = json.load(r)["predictions"][0]
+    status, body = harness.predict(url, path.read_bytes(), query="top_k=1", timeout=300)
+    if status != 200:
+        sys.exit(f"{path}: /predict answered {status}: {body}")
+    p = body["predictions"][0]
     return p["class_id"], p["probability"]
 
 

@@ -11,12 +11,10 @@ Needs: pip install "tritonclient[http,grpc]" numpy pillow
 """
 
 import argparse
-import json
 import os
 import sys
 import tempfile
 import time
-import urllib.request
 
 import numpy as np
 import tritonclient.grpc as grpcclient
@@ -26,7 +24,7 @@ from tritonclient.utils import InferenceServerException
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from harness import IMAGES, ROOT, check, conclude, free_port, get, start_gateway, stop, wait_until  # noqa: E402
+from harness import IMAGES, ROOT, check, conclude, free_port, get, predict, start_gateway, stop, wait_until  # noqa: E402
 from make_reference_tensors import torchvision_resize_crop  # noqa: E402
 
 KEY = {"authorization": "Bearer e2e-key"}  # copied per call: tritonclient.http adds to the dict it is given
@@ -35,14 +33,9 @@ STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 
 def predict_top1(port, path):
-    boundary = "----kservecheck"
-    data = open(path, "rb").read()
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x\"\r\n\r\n".encode()
-            + data + f"\r\n--{boundary}--\r\n".encode())
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/predict", data=body,
-                                 headers={"content-type": f"multipart/form-data; boundary={boundary}", **KEY})
-    with urllib.request.urlopen(req, timeout=60) as r:
-        return json.load(r)["predictions"][0]["class_id"]
+    status, body = predict(f"http://127.0.0.1:{port}", open(path, "rb").read(), dict(KEY))
+    check(status == 200, f"/predict {os.path.basename(path)}: {status}")
+    return body["predictions"][0]["class_id"]
 
 
 def pillow_tensor(path):

@@ -17,21 +17,18 @@ Usage: python3 scripts/e2e/prod_env_auth.py [--gateway BIN]   (run by scripts/e2
 """
 
 import argparse
-import json
 import os
 import re
 import signal
 import subprocess
 import sys
 import tempfile
-import urllib.error
-import urllib.request
-import uuid
 
 import yaml
 
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import IMAGES, ROOT, check, conclude, free_port, get, wait_until  # noqa: E402
+from harness import predict as harness_predict  # noqa: E402
 
 OVERLAY = os.path.join(ROOT, "deploy", "k8s", "overlays", "production")
 EXAMPLE_SECRET = os.path.join(ROOT, "deploy", "k8s", "secret.example.yaml")
@@ -85,16 +82,7 @@ def pod_env(docs, secret, pod_name):
 
 
 def predict(port, headers=None):
-    boundary = uuid.uuid4().hex
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"image.jpg\"\r\n"
-            "Content-Type: image/jpeg\r\n\r\n").encode() + open(IMAGE, "rb").read() + f"\r\n--{boundary}--\r\n".encode()
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/predict", data=body, method="POST",
-                                 headers={"content-type": f"multipart/form-data; boundary={boundary}", **(headers or {})})
-    try:
-        with urllib.request.urlopen(req, timeout=60) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"{}")
+    return harness_predict(f"http://127.0.0.1:{port}", open(IMAGE, "rb").read(), headers)
 
 
 def main():
