@@ -99,7 +99,7 @@ struct Outputs {
 /// `(x − E[x]) / √(Var[x] + ε) · scale + bias` over the batch and spatial axes, and the batch
 /// mean and variance of each as the graph's outputs.
 fn batch_statistics_graph(graph: &GraphProto) -> Result<(GraphProto, Vec<Outputs>), ModelError> {
-    let channels: HashMap<&str, &TensorProto> = graph
+    let inits: HashMap<&str, &TensorProto> = graph
         .initializer
         .iter()
         .map(|t| (t.name.as_str(), t))
@@ -125,47 +125,16 @@ fn batch_statistics_graph(graph: &GraphProto) -> Result<(GraphProto, Vec<Outputs
                 node.name
             )));
         };
-        let per_channel = |name: &str| {
-            let t = channels
-                .get(name)
-                .ok_or_else(|| ModelError::Invalid(format!("{name}: not an initializer")))?;
-            let c = (t.raw_data.len() / 4) as i64;
-            let mut t = (*t).clone();
-            t.name = format!("{name}:c11");
-            t.dims = vec![c, 1, 1];
-            Ok::<_, ModelError>(t)
-        };
-        let (scale, bias) = (per_channel(scale)?, per_channel(bias)?);
+        let (scale, bias) = (per_channel(&inits, scale)?, per_channel(&inits, bias)?);
+        let y = node.output.first().map_or("", String::as_str);
         let n = |s: &str| format!("{}/{s}", node.name);
-        let op = |op: &str, step: &str, inputs: &[&str], output: String| NodeProto {
-            input: inputs.iter().map(|s| s.to_string()).collect(),
-            output: vec![output],
-            name: n(step),
-            op_type: op.into(),
-            attribute: if op == "ReduceMean" {
-                vec![
-                    AttributeProto::ints("axes", &[0, 2, 3]),
-                    AttributeProto::int("keepdims", 1),
-                ]
-            } else {
-                Vec::new()
-            },
-            ..Default::default()
-        };
-        let y = node.output.first().cloned().unwrap_or_default();
-        let (centred, squared, var_eps) = (n("centred"), n("squared"), n("var_eps"));
-        let (std, normalised, scaled) = (n("std"), n("normalised"), n("scaled"));
-        out.node.extend([
-            op("ReduceMean", "1", &[x], n("mean")),
-            op("Sub", "2", &[x, &n("mean")], centred.clone()),
-            op("Mul", "3", &[&centred, &centred], squared.clone()),
-            op("ReduceMean", "4", &[&squared], n("var")),
-            op("Add", "5", &[&n("var"), EPSILON_NAME], var_eps.clone()),
-            op("Sqrt", "6", &[&var_eps], std.clone()),
-            op("Div", "7", &[&centred, &std], normalised.clone()),
-            op("Mul", "8", &[&normalised, &scale.name], scaled.clone()),
-            op("Add", "9", &[&scaled, &bias.name], y),
-        ]);
+        out.node.extend(normalise_by_batch(
+            &node.name,
+            x,
+            &scale.name,
+            &bias.name,
+            y,
+        ));
         out.output.push(float_output(&n("mean")));
         out.output.push(float_output(&n("var")));
         stats.push(Outputs {
@@ -177,6 +146,51 @@ fn batch_statistics_graph(graph: &GraphProto) -> Result<(GraphProto, Vec<Outputs
         out.initializer.extend([scale, bias]);
     }
     Ok((out, stats))
+}
+
+/// Initializer `name` (one value per channel) reshaped to `[C, 1, 1]`, to broadcast over NCHW.
+fn per_channel(inits: &HashMap<&str, &TensorProto>, name: &str) -> Result<TensorProto, ModelError> {
+    let t = inits
+        .get(name)
+        .ok_or_else(|| ModelError::Invalid(format!("{name}: not an initializer")))?;
+    let mut t = (*t).clone();
+    t.dims = vec![(t.raw_data.len() / 4) as i64, 1, 1];
+    t.name = format!("{name}:c11");
+    Ok(t)
+}
+
+/// The nodes of batch norm `prefix` normalising `x` by its batch into `y`; they leave the batch
+/// mean and variance in `{prefix}/mean` and `{prefix}/var` (`[1, C, 1, 1]`).
+fn normalise_by_batch(prefix: &str, x: &str, scale: &str, bias: &str, y: &str) -> [NodeProto; 9] {
+    let n = |s: &str| format!("{prefix}/{s}");
+    let op = |op: &str, step: &str, inputs: &[&str], output: &str| NodeProto {
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: vec![output.to_string()],
+        name: n(step),
+        op_type: op.into(),
+        attribute: if op == "ReduceMean" {
+            vec![
+                AttributeProto::ints("axes", &[0, 2, 3]),
+                AttributeProto::int("keepdims", 1),
+            ]
+        } else {
+            Vec::new()
+        },
+        ..Default::default()
+    };
+    let (mean, centred, squared, var) = (n("mean"), n("centred"), n("squared"), n("var"));
+    let (var_eps, std, normalised, scaled) = (n("var_eps"), n("std"), n("normalised"), n("scaled"));
+    [
+        op("ReduceMean", "1", &[x], &mean),
+        op("Sub", "2", &[x, &mean], &centred),
+        op("Mul", "3", &[&centred, &centred], &squared),
+        op("ReduceMean", "4", &[&squared], &var),
+        op("Add", "5", &[&var, EPSILON_NAME], &var_eps),
+        op("Sqrt", "6", &[&var_eps], &std),
+        op("Div", "7", &[&centred, &std], &normalised),
+        op("Mul", "8", &[&normalised, scale], &scaled),
+        op("Add", "9", &[&scaled, bias], y),
+    ]
 }
 
 #[cfg(test)]
