@@ -3,7 +3,7 @@
 each good test image, through a running server's /predict (CPU engine). Run it when the model,
 the decoders or the preprocessing change on purpose, and say why in the commit.
 
-Usage: python3 scripts/golden_top1.py --url http://127.0.0.1:8080 [--out server/tests/data/golden-top1.tsv]
+Usage: python3 scripts/golden_top1.py --url http://127.0.0.1:8000 [--out server/tests/data/golden-top1.tsv]
 """
 
 import argparse
@@ -29,7 +29,7 @@ def predict(url, path):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--url", default="http://127.0.0.1:8080")
+    ap.add_argument("--url", default="http://127.0.0.1:8000")
     ap.add_argument("--out", default=os.path.join(ROOT, "server", "tests", "data", "golden-top1.tsv"))
     a = ap.parse_args()
     rows = []

@@ -11,6 +11,7 @@ Usage: python3 -m pip install pillow numpy onnxruntime
 import argparse
 import pathlib
 import sys
+
 import numpy as np
 import onnxruntime as ort
 from PIL import Image, ImageOps

@@ -18,10 +18,10 @@ use crate::onnx::{AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto
 use crate::quantize::float_output;
 use crate::ModelError;
 
-/// The `epsilon` of every batch norm the generator writes.
-const EPSILON: f32 = 1e-5;
-/// Name of the shared epsilon constant in the rewritten graph.
-const EPSILON_NAME: &str = "batchnorm.epsilon";
+/// ONNX's default `epsilon` of a batch norm.
+const DEFAULT_EPSILON: f32 = 1e-5;
+/// The highest opset whose `ReduceMean` takes `axes` as an attribute.
+const MAX_OPSET: i64 = 17;
 
 /// The measured statistics of one batch norm: the names of its running-mean and running-variance
 /// initializers and the values they should hold.
@@ -46,6 +46,11 @@ pub(crate) fn measure(
     images: &[Vec<u8>],
     threads: usize,
 ) -> Result<Vec<Measured>, ModelError> {
+    if opset > MAX_OPSET {
+        return Err(ModelError::Invalid(format!(
+            "batch statistics are written for opset {MAX_OPSET} or below, not {opset}"
+        )));
+    }
     let (probed, stats) = batch_statistics_graph(graph)?;
     let model = ModelProto {
         ir_version: 8,
@@ -111,8 +116,6 @@ fn batch_statistics_graph(graph: &GraphProto) -> Result<(GraphProto, Vec<Outputs
         name: graph.name.clone(),
         ..Default::default()
     };
-    out.initializer
-        .push(TensorProto::floats(EPSILON_NAME, &[], &[EPSILON]));
     let mut stats = Vec::new();
     for node in &graph.node {
         if node.op_type != "BatchNormalization" {
@@ -128,6 +131,15 @@ fn batch_statistics_graph(graph: &GraphProto) -> Result<(GraphProto, Vec<Outputs
         let (scale, bias) = (per_channel(&inits, scale)?, per_channel(&inits, bias)?);
         let y = node.output.first().map_or("", String::as_str);
         let n = |s: &str| format!("{}/{s}", node.name);
+        // The node's own epsilon (ONNX's default where it has none), so inference mode with the
+        // measured statistics computes what the batch did.
+        let epsilon = node
+            .attribute
+            .iter()
+            .find(|a| a.name == "epsilon")
+            .map_or(DEFAULT_EPSILON, |a| a.f);
+        out.initializer
+            .push(TensorProto::floats(&n("epsilon"), &[], &[epsilon]));
         out.node.extend(normalise_by_batch(
             &node.name,
             x,
@@ -159,8 +171,9 @@ fn per_channel(inits: &HashMap<&str, &TensorProto>, name: &str) -> Result<Tensor
     Ok(t)
 }
 
-/// The nodes of batch norm `prefix` normalising `x` by its batch into `y`; they leave the batch
-/// mean and variance in `{prefix}/mean` and `{prefix}/var` (`[1, C, 1, 1]`).
+/// The nodes of batch norm `prefix` normalising `x` by its batch into `y` with the constant
+/// `{prefix}/epsilon`; they leave the batch mean and variance in `{prefix}/mean` and
+/// `{prefix}/var` (`[1, C, 1, 1]`).
 fn normalise_by_batch(prefix: &str, x: &str, scale: &str, bias: &str, y: &str) -> [NodeProto; 9] {
     let n = |s: &str| format!("{prefix}/{s}");
     let op = |op: &str, step: &str, inputs: &[&str], output: &str| NodeProto {
@@ -180,12 +193,13 @@ fn normalise_by_batch(prefix: &str, x: &str, scale: &str, bias: &str, y: &str) -
     };
     let (mean, centred, squared, var) = (n("mean"), n("centred"), n("squared"), n("var"));
     let (var_eps, std, normalised, scaled) = (n("var_eps"), n("std"), n("normalised"), n("scaled"));
+    let epsilon = n("epsilon");
     [
         op("ReduceMean", "1", &[x], &mean),
         op("Sub", "2", &[x, &mean], &centred),
         op("Mul", "3", &[&centred, &centred], &squared),
         op("ReduceMean", "4", &[&squared], &var),
-        op("Add", "5", &[&var, EPSILON_NAME], &var_eps),
+        op("Add", "5", &[&var, &epsilon], &var_eps),
         op("Sqrt", "6", &[&var_eps], &std),
         op("Div", "7", &[&centred, &std], &normalised),
         op("Mul", "8", &[&normalised, scale], &scaled),
@@ -221,7 +235,7 @@ mod tests {
                 output: vec!["y".into()],
                 name: "bn".into(),
                 op_type: "BatchNormalization".into(),
-                attribute: vec![AttributeProto::float("epsilon", EPSILON)],
+                attribute: vec![AttributeProto::float("epsilon", 0.5)],
                 ..Default::default()
             }],
             name: "one".into(),
@@ -237,7 +251,7 @@ mod tests {
         }
     }
 
-    fn per_channel(values: &[f32], n: usize) -> Vec<(f64, f64)> {
+    fn channel_moments(values: &[f32], n: usize) -> Vec<(f64, f64)> {
         let plane = engine::IMAGE_SIDE * engine::IMAGE_SIDE;
         (0..3)
             .map(|c| {
@@ -252,57 +266,58 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn measured_statistics_normalise_the_calibration_batch() {
-        let dylib = std::env::var("ORT_DYLIB_PATH").expect("ORT_DYLIB_PATH (.cargo/config.toml)");
-        engine::init_onnx_runtime(dylib.as_ref()).expect("ONNX Runtime: scripts/setup.sh");
-        let images = crate::varied_images(7, 3);
-        let n = images.len();
-        let placeholder = one_batch_norm(&[0.5; 3], &[4.0; 3]);
-        let measured = measure(&placeholder, 17, &images, 1).unwrap();
-        assert_eq!(measured.len(), 1);
-        let m = &measured[0];
-        assert_eq!(
-            (m.mean_name.as_str(), m.var_name.as_str()),
-            ("bn.running_mean", "bn.running_var")
-        );
-
-        // They are the input's per-channel mean and (biased) variance over the batch.
-        let plane = engine::IMAGE_BYTES;
-        let mut input = vec![0f32; n * plane];
-        for (img, dst) in images.iter().zip(input.chunks_exact_mut(plane)) {
-            crate::IMAGENET_NORMALIZATION.image_to_chw(img, dst);
-        }
-        for (c, (mean, var)) in per_channel(&input, n).into_iter().enumerate() {
-            assert!((f64::from(m.mean[c]) - mean).abs() < 1e-4, "mean {c}");
-            assert!(
-                (f64::from(m.var[c]) - var).abs() < 1e-3 * var.max(1.0),
-                "var {c}"
-            );
-        }
-
-        // In inference mode with them, each channel comes out as bias ± scale.
-        let fitted = one_batch_norm(&m.mean, &m.var);
+    /// Runs `graph` (opset 17) on `n` images of f32 NCHW `input`; its outputs, flattened.
+    fn run(graph: GraphProto, input: &[f32], n: usize) -> Vec<Vec<f32>> {
         let model = ModelProto {
             ir_version: 8,
             opset_import: vec![crate::onnx::OperatorSetIdProto {
                 domain: String::new(),
                 version: 17,
             }],
-            graph: Some(fitted),
+            graph: Some(graph),
             ..Default::default()
         };
-        let mut probe = Probe::new(&model.encode_to_vec(), 1).unwrap();
-        let y = probe.run(&input, n).unwrap().remove(0);
-        let want = [(0.0, 2.0), (1.0, 1.0), (-1.0, 0.5)];
-        for (c, ((mean, var), (bias, scale))) in
-            per_channel(&y, n).into_iter().zip(want).enumerate()
-        {
-            assert!((mean - bias).abs() < 1e-3, "channel {c}: mean {mean}");
+        Probe::new(&model.encode_to_vec(), 1)
+            .unwrap()
+            .run(input, n)
+            .unwrap()
+    }
+
+    #[test]
+    fn measured_statistics_make_inference_mode_compute_what_the_batch_did() {
+        let dylib = std::env::var("ORT_DYLIB_PATH").expect("ORT_DYLIB_PATH (.cargo/config.toml)");
+        engine::init_onnx_runtime(dylib.as_ref()).expect("ONNX Runtime: scripts/setup.sh");
+        let images = crate::varied_images(7, 3);
+        let n = images.len();
+        let plane = engine::IMAGE_BYTES;
+        let mut input = vec![0f32; n * plane];
+        for (img, dst) in images.iter().zip(input.chunks_exact_mut(plane)) {
+            crate::IMAGENET_NORMALIZATION.image_to_chw(img, dst);
+        }
+        let placeholder = one_batch_norm(&[0.5; 3], &[4.0; 3]);
+        let m = measure(&placeholder, 17, &images, 1).unwrap().remove(0);
+        assert_eq!(m.mean_name, "bn.running_mean");
+        assert_eq!(m.var_name, "bn.running_var");
+        // They are the input's per-channel mean and (biased) variance over the batch.
+        for (c, (mean, var)) in channel_moments(&input, n).into_iter().enumerate() {
+            assert!((f64::from(m.mean[c]) - mean).abs() < 1e-4, "mean {c}");
+            assert!((f64::from(m.var[c]) - var).abs() < 1e-3 * var, "var {c}");
+        }
+        // Inference mode with them gives the batch-normalised output, epsilon (0.5) included.
+        let (mut batch_mode, _) = batch_statistics_graph(&placeholder).unwrap();
+        batch_mode.output = vec![float_output("y")];
+        let want = run(batch_mode, &input, n).remove(0);
+        let got = run(one_batch_norm(&m.mean, &m.var), &input, n).remove(0);
+        let worst = want
+            .iter()
+            .zip(&got)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(worst < 1e-4, "inference mode differs by {worst}");
+        for (c, (mean, _)) in channel_moments(&got, n).into_iter().enumerate() {
             assert!(
-                (var.sqrt() - scale).abs() < 1e-3,
-                "channel {c}: std {}",
-                var.sqrt()
+                (mean - [0.0, 1.0, -1.0][c]).abs() < 1e-3,
+                "channel {c}: mean {mean}"
             );
         }
     }

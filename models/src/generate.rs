@@ -7,8 +7,10 @@
 //! 3. Run the calibration set through the trunk and build the classifier on its pooled
 //!    features ([`crate::head`]): each class a direction among their principal components.
 //!
-//! Every measured statistic is rounded to 4 significant digits, so that the last-bit
-//! differences between CPU kernels do not change the file's bytes.
+//! The same seed gives the same bytes on the same machine and ONNX Runtime build (a test
+//! regenerates and compares). Every measured statistic is rounded to [`DIGITS`] significant
+//! digits, which makes a last-bit difference between CPU kernels change a byte more rarely, not
+//! never: another machine may write a slightly different file.
 
 use std::sync::Arc;
 
@@ -27,6 +29,8 @@ const CALIBRATION_IMAGES: usize = 64;
 const CALIBRATION_BATCH: usize = 16;
 /// The opset of the generated file.
 const OPSET: i64 = 17;
+/// Significant digits kept of every measured statistic.
+pub(crate) const DIGITS: i32 = 4;
 
 /// Generates the built-in ResNet50 as ONNX bytes. Deterministic: the same seed gives the same
 /// bytes. ONNX Runtime must be initialised ([`engine::init_onnx_runtime`]).
@@ -37,7 +41,7 @@ pub fn generate_resnet50(seed: u64, threads: usize) -> Result<Vec<u8>, ModelErro
     for m in batchnorm::measure(&backbone.features_graph(), OPSET, &images, threads)? {
         let round = |v: &[f32]| -> Vec<f32> {
             v.iter()
-                .map(|&x| round_sig(f64::from(x), 4) as f32)
+                .map(|&x| round_sig(f64::from(x), DIGITS) as f32)
                 .collect()
         };
         if !(backbone.set_floats(&m.mean_name, &round(&m.mean))

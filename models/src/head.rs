@@ -12,7 +12,7 @@
 
 use nalgebra::{DMatrix, SymmetricEigen};
 
-use crate::generate::round_sig;
+use crate::generate::{round_sig, DIGITS};
 use crate::resnet::FEATURES;
 use crate::rng::Rng;
 use crate::NUM_CLASSES;
@@ -21,14 +21,15 @@ use crate::NUM_CLASSES;
 pub(crate) const COMPONENTS: usize = 8;
 /// Standard deviation of the calibration logits.
 const LOGIT_STD: f64 = 3.0;
-/// Significant digits kept of every measured statistic, so that the last-bit differences
-/// between CPU kernels do not change the file's bytes.
-const DIGITS: i32 = 4;
 
 /// Classifier weights `[NUM_CLASSES, 2048]` (row-major) and bias for `features`
 /// (`[rows, 2048]`, rows > [`COMPONENTS`]), class directions drawn from `rng`.
 pub(crate) fn classifier(features: &[f32], rng: &mut Rng) -> (Vec<f32>, Vec<f32>) {
     let rows = features.len() / FEATURES;
+    assert!(
+        rows > COMPONENTS,
+        "{rows} calibration rows cannot give {COMPONENTS} principal components"
+    );
     let x = DMatrix::from_row_iterator(rows, FEATURES, features.iter().map(|&v| f64::from(v)));
     let mean: Vec<f64> = x
         .column_iter()

@@ -169,3 +169,16 @@ fn the_gpu_builder_fuses_resnet50_into_53_conv_steps() {
         "stem filters padded to 8 channels"
     );
 }
+
+#[test]
+fn the_device_script_names_the_current_model_file() {
+    // scripts/gpu/on-device.sh generates the model where the server will look for it, by name.
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/gpu/on-device.sh");
+    let text = std::fs::read_to_string(script).unwrap();
+    let name = format!(
+        "resnet50-seed{}-v{}.onnx",
+        models::DEFAULT_SEED,
+        models::GENERATOR_VERSION
+    );
+    assert!(text.contains(&name), "on-device.sh must name {name}");
+}

@@ -65,7 +65,11 @@ def predict(base_url, data, headers=None, query="", timeout=60):
         with urllib.request.urlopen(req, timeout=timeout) as r:
             return r.status, json.loads(r.read())
     except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"{}")
+        raw = e.read()
+        try:
+            return e.code, json.loads(raw or b"{}")
+        except ValueError:
+            return e.code, {"raw": raw.decode(errors="replace")}
 
 
 def batch_totals(port):

@@ -35,7 +35,7 @@ STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 def predict_top1(port, path):
     status, body = predict(f"http://127.0.0.1:{port}", open(path, "rb").read(), dict(KEY))
     check(status == 200, f"/predict {os.path.basename(path)}: {status}")
-    return body["predictions"][0]["class_id"]
+    return body["predictions"][0]["class_id"] if status == 200 else None
 
 
 def pillow_tensor(path):

@@ -41,7 +41,7 @@ async fn every_test_image_gets_the_right_answer_and_the_server_keeps_serving() {
             .is_some_and(|l| !l.is_empty()));
         assert!(r.headers.contains_key("x-request-id"));
         let name = path.file_name().unwrap().to_string_lossy().to_string();
-        let (class, probability) = golden[&name];
+        let (class, probability, _) = golden[&name];
         assert_eq!(preds[0].0, class, "{name}: top-1 {preds:?}");
         assert!(
             (preds[0].1 - probability).abs() < 1e-3,

@@ -13,22 +13,26 @@ use common::TestServer;
 async fn int8_serves_the_quantised_model_and_labels_it() {
     // The default INT8_MIN_AGREEMENT (90% on the calibration set) holds for the built-in model.
     let server = TestServer::start(&[("MODEL_PRECISION", "int8")]).await;
-    // And on the good images: int8's top-1 is fp32's (the golden answers) on at least 90%.
+    // And on the good images int8's top-1 is fp32's (the golden answers) wherever fp32's own
+    // top two are not a near tie: 0.2 logits apart or more, five times int8's mean logit error
+    // (docs/QUANTISATION.md). Closer ties may go either way on another CPU's int8 kernels.
     let golden = common::golden();
-    let files = common::files("good");
-    let mut same = 0;
-    for file in &files {
-        let r = server.predict_file(file, "").await.unwrap();
+    let (mut clear, mut same) = (0, 0);
+    for file in common::files("good") {
+        let r = server.predict_file(&file, "").await.unwrap();
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
         assert_eq!(r.predictions().len(), 5);
         let name = file.file_name().unwrap().to_string_lossy().to_string();
-        same += usize::from(r.predictions()[0].0 == golden[&name].0);
+        let (class, p, gap) = golden[&name];
+        let agrees = r.predictions()[0].0 == class;
+        same += usize::from(agrees);
+        if (p / (p - gap)).ln() >= 0.2 {
+            clear += 1;
+            assert!(agrees, "{name}: int8 {:?}, fp32 {class}", r.predictions());
+        }
     }
-    assert!(
-        same * 10 >= files.len() * 9,
-        "int8 agrees with fp32 on {same} of {} good images",
-        files.len()
-    );
+    eprintln!("int8 agrees with fp32 on {same} good images; {clear} are clear answers");
+    assert!(clear >= 8, "only {clear} clear answers to check");
     let metrics = String::from_utf8(server.get("/metrics").await.unwrap().body).unwrap();
     let info = metrics
         .lines()

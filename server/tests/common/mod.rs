@@ -57,8 +57,9 @@ pub fn cache_dir() -> PathBuf {
     repo().join(".cache/models")
 }
 
-/// `tests/data/golden-top1.tsv`: file → (class id, probability) of the built-in model.
-pub fn golden() -> std::collections::HashMap<String, (u64, f64)> {
+/// `tests/data/golden-top1.tsv`: file → (class id, probability, probability gap to the second)
+/// of the built-in model.
+pub fn golden() -> std::collections::HashMap<String, (u64, f64, f64)> {
     let text = std::fs::read_to_string(repo().join("server/tests/data/golden-top1.tsv"))
         .expect("golden answers");
     text.lines()
@@ -67,7 +68,11 @@ pub fn golden() -> std::collections::HashMap<String, (u64, f64)> {
             let f: Vec<&str> = l.split('\t').collect();
             (
                 f[0].to_string(),
-                (f[1].parse().unwrap(), f[2].parse().unwrap()),
+                (
+                    f[1].parse().unwrap(),
+                    f[2].parse().unwrap(),
+                    f[3].parse().unwrap(),
+                ),
             )
         })
         .collect()
