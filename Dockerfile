@@ -4,9 +4,10 @@
 # (no download, no write at start). Runs as uid 1000.
 
 FROM rust:1.95-bookworm AS build
-# python3-pip fetches the pinned onnxruntime wheel (scripts/setup.sh).
+# python3-pip fetches the pinned onnxruntime wheel (scripts/setup.sh); nasm assembles
+# libjpeg-turbo's SIMD code.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3-pip \
+ && apt-get install -y --no-install-recommends python3-pip nasm \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .

@@ -7,7 +7,13 @@ int8 file at batch 1 and 8 (`ort_alone`). Summaries are medians over the rounds,
 ratios included:
 
   speed:  int8 gateway images/s at 8 clients ÷ fp32 gateway's.            Target: ≥ 2.5
-  vs ORT: int8 gateway images/s at 8 clients ÷ ORT alone's best (b1, b8).  Target: ≥ 0.95
+  vs ORT: int8 gateway images/s at 8 clients ÷ ORT alone at its better batch size (b1 or b8,
+          whichever has the higher median over the rounds), same round.   Target: ≥ 0.95
+
+The 8-client steps send `--batches` × 8 images (160 by default) so that the first batch's fill and
+the last one's drain weigh little. `vs ORT max` divides by the larger of the round's b1 and b8
+instead: a maximum of two noisy samples, so it sits above either batch size's own median and is
+shown only for comparison with reports before 2026-12-06.
 
 Usage: python3 scripts/bench_int8.py [--rounds 6] [--seconds 3] [--batches 6]
 Needs: cargo build --release -p inference-gateway -p loadtest && cargo build --release -p models --example ort_alone
@@ -50,7 +56,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--seconds", type=float, default=3.0)
-    ap.add_argument("--batches", type=int, default=6, help="batches of 8 timed per c=8 step")
+    ap.add_argument("--batches", type=int, default=20, help="batches of 8 timed per c=8 step")
     ap.add_argument("--image", default=str(ROOT.parent / "shared" / "testdata" / "images" / "good" / "ijg-testorig.jpg"))
     a = ap.parse_args()
     cache = str(ROOT / ".cache" / "models")
@@ -78,17 +84,21 @@ def main():
                 steps.reverse()
             row = {name: step() for name, step in steps}
             row["speed"] = row["int8_c8"]["images_per_s"] / row["fp32_c8"]["images_per_s"]
-            row["vs_ort"] = row["int8_c8"]["images_per_s"] / max(row["ort_b1"]["images_per_s"], row["ort_b8"]["images_per_s"])
+            row["vs_ort_max"] = row["int8_c8"]["images_per_s"] / max(row["ort_b1"]["images_per_s"], row["ort_b8"]["images_per_s"])
             rows.append(row)
             print(f"round {r}: " + " | ".join(f"{k} {v['images_per_s']:.1f}/s p50 {v['median_ms']:.0f} ms"
                                               for k, v in row.items() if isinstance(v, dict))
-                  + f" | speed {row['speed']:.2f} vs ORT {row['vs_ort']:.2f}", flush=True)
+                  + f" | speed {row['speed']:.2f}", flush=True)
+        best = max(("ort_b1", "ort_b8"), key=lambda k: statistics.median(r[k]["images_per_s"] for r in rows))
+        for row in rows:
+            row["vs_ort"] = row["int8_c8"]["images_per_s"] / row[best]["images_per_s"]
         print(f"\nmedians of {a.rounds} rounds ({model}):")
         print("| step | images/s | p50 ms |\n|---|---|---|")
         for k in ("fp32_c1", "int8_c1", "ort_b1", "fp32_c8", "int8_c8", "ort_b8"):
             print(f"| {k} | {statistics.median(r[k]['images_per_s'] for r in rows):.1f} | "
                   f"{statistics.median(r[k]['median_ms'] for r in rows):.0f} |")
-        for k in ("speed", "vs_ort"):
+        print(f"ORT alone's better batch size: {best}")
+        for k in ("speed", "vs_ort", "vs_ort_max"):
             xs = [r[k] for r in rows]
             print(f"{k}: median {statistics.median(xs):.2f}; per round {[round(x, 2) for x in xs]}")
     finally:

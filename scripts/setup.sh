@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fetches the pinned ONNX Runtime shared library (from the PyPI `onnxruntime` wheel; the `ort`
-# crate's own binary download is unreachable here) into .cache/onnxruntime/. Idempotent.
+# crate's own binary download is unreachable here) into .cache/onnxruntime/, and nasm where it
+# is missing. Idempotent.
 set -euo pipefail
 ORT_VERSION="1.31.1"
 WHEEL="onnxruntime-${ORT_VERSION}-cp311-cp311-manylinux_2_28_x86_64.whl"
@@ -8,6 +9,19 @@ WHEEL_SHA256="${ORT_WHEEL_SHA256:-5752bd508126ae7c49894d3b9d2e83f0c3d487319246d0
 root="$(cd "$(dirname "$0")/.." && pwd)"
 dest="$root/.cache/onnxruntime"
 lib="$dest/libonnxruntime.so.${ORT_VERSION}"
+
+# libjpeg-turbo's SIMD decoder (mozjpeg-sys's nasm_simd feature; bit-exact with its C code and
+# 2.4x faster here) is assembled by nasm when the gateway builds.
+if [ "$(uname -m)" = "x86_64" ] && ! command -v nasm >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing nasm (apt-get), which assembles libjpeg-turbo's SIMD code"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq nasm >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq nasm >/dev/null; }
+  else
+    echo "scripts/setup.sh: the build needs nasm (libjpeg-turbo's SIMD code): sudo apt-get install nasm, or brew install nasm" >&2
+    exit 1
+  fi
+fi
 
 if [ -f "$lib" ] && [ -e "$dest/libonnxruntime.so" ]; then
   echo "ONNX Runtime ${ORT_VERSION} already in $dest"

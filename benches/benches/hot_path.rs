@@ -36,7 +36,7 @@ fn decode(c: &mut Criterion) {
 
 fn resize(c: &mut Criterion) {
     let mut g = c.benchmark_group("resize_crop");
-    for (w, h) in [(320usize, 240usize), (1280, 960), (4032, 3024)] {
+    for (w, h) in [(227usize, 149usize), (320, 240), (1280, 960), (4032, 3024)] {
         let src: Vec<u8> = (0..w * h * 3).map(|i| (i * 31 % 251) as u8).collect();
         g.throughput(Throughput::Elements((w * h) as u64));
         g.bench_with_input(
