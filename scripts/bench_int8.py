@@ -52,6 +52,18 @@ def wait_ready(port, proc, seconds=900):
     sys.exit(f"the gateway on {port} was not ready in {seconds} s")
 
 
+def cpu_line():
+    """The CPU model and its int8 dot-product instructions: what int8 gains depends on them."""
+    try:
+        info = open("/proc/cpuinfo").read()
+    except OSError:
+        return "CPU: unknown"
+    model = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "?")
+    flags = set(next((ln.split(":", 1)[1].split() for ln in info.splitlines() if ln.startswith("flags")), []))
+    int8 = [f for f in ("avx512_vnni", "avx_vnni", "amx_int8") if f in flags]
+    return f"CPU: {model}; int8 dot products: {', '.join(int8) or 'none (no VNNI: expect int8 ~1.8x fp32)'}"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=6)
@@ -59,6 +71,7 @@ def main():
     ap.add_argument("--batches", type=int, default=20, help="batches of 8 timed per c=8 step")
     ap.add_argument("--image", default=str(ROOT.parent / "shared" / "testdata" / "images" / "good" / "ijg-testorig.jpg"))
     a = ap.parse_args()
+    print(cpu_line(), flush=True)
     cache = str(ROOT / ".cache" / "models")
     logs = open("/tmp/bench-int8-gateways.log", "w")
     fp32 = start(18200, cache, {}, logs)

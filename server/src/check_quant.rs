@@ -65,11 +65,13 @@ pub fn run(config: &Config, args: &Args) -> anyhow::Result<()> {
             .collect::<anyhow::Result<_>>()?,
     };
     println!(
-        "model {} ({}), {} calibration images, precision check at INT8_MIN_AGREEMENT {:.0}%",
+        "model {} ({}), {} calibration images, precision check at INT8_MIN_AGREEMENT {:.0}%, \
+         weights in ±{} on this CPU",
         model.path.display(),
         model.origin,
         calibration.len(),
-        100.0 * mc.precision.min_agreement
+        100.0 * mc.precision.min_agreement,
+        quantize::weight_max()
     );
     println!("| method | set | images | top-1 agreement | mean abs logit error | max abs | mean logit spread |");
     println!("|---|---|---|---|---|---|---|");

@@ -156,7 +156,8 @@ pub fn read_dir_images(dir: &Path) -> Result<Vec<Vec<u8>>, PrecisionError> {
     Ok(images)
 }
 
-/// 16 hex digits of SHA-256 over the model, the images, the method and the quantiser version.
+/// 16 hex digits of SHA-256 over the model, the images, the method, the quantiser version and
+/// this CPU's weight range.
 fn cache_key(model: &[u8], images: &[Vec<u8>], method: &str) -> String {
     let mut h = Sha256::new();
     h.update(model);
@@ -165,6 +166,7 @@ fn cache_key(model: &[u8], images: &[Vec<u8>], method: &str) -> String {
     }
     h.update(method.as_bytes());
     h.update(quantize::QUANTIZER_VERSION.to_le_bytes());
+    h.update(quantize::weight_max().to_le_bytes());
     crate::model_control::hex(&h.finalize()[..8])
 }
 

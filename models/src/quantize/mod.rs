@@ -22,7 +22,30 @@ use crate::ModelError;
 pub use qdq::{activations, u8_params};
 
 /// Changes whenever the rewrite or the calibration does (part of a cached result's key).
-pub const QUANTIZER_VERSION: u32 = 2;
+pub const QUANTIZER_VERSION: u32 = 3;
+
+/// The largest int8 weight magnitude for this CPU: 127 where ONNX Runtime's integer kernels
+/// have VNNI, 63 elsewhere (ONNX Runtime's `reduce_range`). Without VNNI, x86 multiplies uint8
+/// activations by int8 weights with `vpmaddubsw`, which adds each pair of products into a
+/// saturating int16: 2 × 255 × 127 overflows it, 2 × 255 × 63 does not. On an AVX2-only CPU the
+/// built-in model's int8 logits were off by 0.13 on average at ±127 and 0.07 at ±63 (0.04 with
+/// VNNI at ±127; docs/QUANTISATION.md).
+pub fn weight_max() -> i8 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512vnni")
+            || std::arch::is_x86_feature_detected!("avxvnni")
+        {
+            127
+        } else {
+            63
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        127
+    }
+}
 
 /// Images per calibration run (the probed activations of one image are ~40 MB).
 const PROBE_BATCH: usize = 2;
@@ -84,7 +107,7 @@ pub fn quantize(
         .ok_or_else(|| ModelError::Invalid("the model has no graph".into()))?;
     let targets = activations(graph);
     let ranges = calibrate(&model, &targets, images, method, threads)?;
-    Ok(qdq::rewrite(model, &ranges)?.encode_to_vec())
+    Ok(qdq::rewrite(model, &ranges, weight_max())?.encode_to_vec())
 }
 
 /// The range of each of `targets` over `images`, by `method`.

@@ -6,7 +6,8 @@
 //! - Activations: asymmetric uint8 per tensor (`scale = (hi − lo) / 255`, the range widened to
 //!   hold 0). A ReLU output has `lo = 0`, so its zero point is 0 and ONNX Runtime drops the ReLU
 //!   into the convolution before it.
-//! - Weights: symmetric int8 per output channel, for convolutions.
+//! - Weights: symmetric int8 per output channel, for convolutions: ±127, or ±63 on CPUs without
+//!   VNNI ([`super::weight_max`]).
 //! - Biases: int32 at `scale_x × scale_w`, zero point 0, as the fused kernels take them.
 //! - The classifier (`Gemm`) stays fp32: it is 0.05% of ResNet50's multiply-adds, and its
 //!   rounding lands on the logits directly (per tensor, it cost the built-in model about one
@@ -81,18 +82,20 @@ pub fn u8_params(lo: f32, hi: f32) -> (f32, u8) {
     (scale, zp)
 }
 
-/// Symmetric int8 scales of `w` (one per row of `channels` rows) and the quantised values.
-fn quantize_weights(w: &[f32], channels: usize) -> (Vec<f32>, Vec<u8>) {
+/// Symmetric int8 scales of `w` (one per row of `channels` rows) and the quantised values, in
+/// ±`max` ([`super::weight_max`]).
+fn quantize_weights(w: &[f32], channels: usize, max: i8) -> (Vec<f32>, Vec<u8>) {
+    let max = f32::from(max);
     let per = w.len() / channels.max(1);
     let scales: Vec<f32> = w
         .chunks(per.max(1))
-        .map(|c| c.iter().fold(0.0f32, |m, v| m.max(v.abs())) / 127.0)
+        .map(|c| c.iter().fold(0.0f32, |m, v| m.max(v.abs())) / max)
         .map(|s| if s > 0.0 { s } else { 1.0 })
         .collect();
     let q = w
         .iter()
         .enumerate()
-        .map(|(i, v)| (v / scales[i / per.max(1)]).round().clamp(-127.0, 127.0) as i8 as u8)
+        .map(|(i, v)| (v / scales[i / per.max(1)]).round().clamp(-max, max) as i8 as u8)
         .collect();
     (scales, q)
 }
@@ -100,6 +103,7 @@ fn quantize_weights(w: &[f32], channels: usize) -> (Vec<f32>, Vec<u8>) {
 struct Rewrite<'a> {
     inits: HashMap<String, TensorProto>,
     ranges: &'a HashMap<String, (f32, f32)>,
+    weight_max: i8,
     new_inits: Vec<TensorProto>,
     head: Vec<NodeProto>,
 }
@@ -125,7 +129,7 @@ impl Rewrite<'_> {
         let w = self.init(&n.input[1])?.clone();
         let values = floats(&w)?;
         let channels = w.dims.first().map_or(1, |&c| c.max(1) as usize);
-        let (scales, q) = quantize_weights(&values, channels);
+        let (scales, q) = quantize_weights(&values, channels, self.weight_max);
         let axis = Some(0);
         let scale_dims: &[i64] = &[channels as i64];
         let wn = &w.name;
@@ -216,10 +220,11 @@ impl Rewrite<'_> {
 }
 
 /// `model` with QDQ pairs on every tensor of [`activations`] (ranges from `ranges`) and its
-/// convolution weights quantised.
+/// convolution weights quantised to ±`weight_max`.
 pub fn rewrite(
     mut model: ModelProto,
     ranges: &HashMap<String, (f32, f32)>,
+    weight_max: i8,
 ) -> Result<ModelProto, ModelError> {
     let graph = model
         .graph
@@ -234,6 +239,7 @@ pub fn rewrite(
             .map(|t| (t.name.clone(), t.clone()))
             .collect(),
         ranges,
+        weight_max,
         new_inits: Vec::new(),
         head: Vec::new(),
     };
