@@ -232,3 +232,41 @@ async fn api_keys_guard_predict_but_not_probes() {
     }
     server.stop().await.unwrap();
 }
+
+/// A refused request whose body the server never read: the answer says `Connection: close` and
+/// the server closes, so a client with a connection pool does not reuse it (tritonclient's HTTP
+/// client did, and its next request met a closed socket).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_with_an_unread_body_closes_the_connection_and_says_so() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start(&[("API_KEYS", "s3cret")]).await;
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    // A keep-alive request announcing 1 MB, of which 4 KB are sent.
+    let head = "POST /predict HTTP/1.1\r\nhost: test\r\ncontent-type: image/jpeg\r\n\
+                content-length: 1000000\r\n\r\n";
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&[0u8; 4096]).await.unwrap();
+    let mut raw = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut raw),
+    )
+    .await;
+    assert!(read.is_ok(), "the server kept the connection open");
+    let reply = common::parse(&raw).expect("a response");
+    assert_eq!(reply.status, 401);
+    assert_eq!(
+        reply.headers.get("connection").map(String::as_str),
+        Some("close")
+    );
+    // A refusal of a request without a body keeps the connection.
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let head = "GET /nowhere HTTP/1.1\r\nhost: test\r\n\r\n";
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = stream.read(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 404"), "{text}");
+    assert!(!text.contains("connection: close"), "{text}");
+    server.stop().await.unwrap();
+}

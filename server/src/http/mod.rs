@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
-use hyper::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::body::{Body, Incoming};
+use hyper::header::{HeaderMap, HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use tracing::{Instrument, Span};
 
@@ -54,6 +54,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
     let started = Instant::now();
     let request_id = app.request_id(req.headers());
     let user_agent = user_agent(&span, req.headers());
+    let has_body = !req.body().is_end_stream();
     let result = if v2.is_some() {
         Ok(kserve::serve(&app, req, route)
             .instrument(span.clone())
@@ -72,6 +73,14 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
     });
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", v);
+    }
+    // A refusal may leave the body unread (the API key and the queue are checked first), and
+    // hyper then closes the connection after the answer: the answer says so, or a client that
+    // reuses its connection sends the next request into a closed socket.
+    if has_body && (response.status().is_client_error() || response.status().is_server_error()) {
+        response
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
     }
     let done = Done {
         method,
