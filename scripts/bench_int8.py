@@ -11,11 +11,11 @@ ratios included:
           whichever has the higher median over the rounds), same round.   Target: ≥ 0.95
 
 The 8-client steps send `--batches` × 8 images (160 by default) so that the first batch's fill and
-the last one's drain weigh little. `vs ORT max` divides by the larger of the round's b1 and b8
+the last one's drain weigh little. `vs_ort_max` divides by the larger of the round's b1 and b8
 instead: a maximum of two noisy samples, so it sits above either batch size's own median and is
 shown only for comparison with reports before 2026-12-06.
 
-Usage: python3 scripts/bench_int8.py [--rounds 6] [--seconds 3] [--batches 6]
+Usage: python3 scripts/bench_int8.py [--rounds 6] [--seconds 3] [--batches 20]
 Needs: cargo build --release -p inference-gateway -p loadtest && cargo build --release -p models --example ort_alone
 """
 
