@@ -9,7 +9,7 @@ rounds="${1:-4}"; secs="${2:-15}"; rate="${3:-13}"
 export ORT_DYLIB_PATH="$root/.cache/onnxruntime/libonnxruntime.so"
 cargo build --release -q -p inference-gateway -p loadtest
 model="$(ls "$root"/.cache/models/resnet50-seed50-v*.onnx | sort | tail -n1)"
-images="$root/../shared/testdata/images/good"
+images="$root/testdata/images/good"
 start() { ENGINE_SPIN=$1 MODEL_PATH="$model" PORT=$2 GRPC_PORT=0 HOST=127.0.0.1 LOG_LEVEL=WARN ./target/release/inference-gateway & }
 start true 18011; on=$!; start false 18012; off=$!
 trap 'kill $on $off 2>/dev/null || true' EXIT

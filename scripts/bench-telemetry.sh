@@ -39,7 +39,7 @@ rounds_of() {  # label, loadtest args… : alternating rounds, per-round and med
 }
 # The product path: /predict, images cycled, every request traced (spans: server, decode,
 # preprocess, queue, and the batch span).
-rounds_of predict /predict --images ../shared/testdata/images/good -c "$conc" -d "${secs}s"
+rounds_of predict /predict --images testdata/images/good -c "$conc" -d "${secs}s"
 # The worst case for overhead: a trivial route where telemetry is a large share of the work
 # (traced because the client sends a sampled traceparent; metrics and exemplar recorded).
 tp="traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"

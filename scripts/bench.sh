@@ -15,7 +15,7 @@ model="$(ls "$root"/.cache/models/resnet50-seed50-v*.onnx 2>/dev/null | sort | t
 if [ -z "$model" ]; then
   ./target/release/inference-gateway generate-model --out /tmp/bench-model.onnx >/dev/null; model=/tmp/bench-model.onnx
 fi
-img="${IMAGE:-$root/../shared/testdata/images/good/ijg-testorig.jpg}"
+img="${IMAGE:-$root/testdata/images/good/ijg-testorig.jpg}"
 port=18000
 MODEL_PATH="$model" PORT=$port GRPC_PORT=0 HOST=127.0.0.1 LOG_LEVEL=WARN MAX_BATCH_SIZE=8 \
   ENGINE_THREADS="$threads" ./target/release/inference-gateway & pid=$!

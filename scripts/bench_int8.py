@@ -69,7 +69,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--batches", type=int, default=20, help="batches of 8 timed per c=8 step")
-    ap.add_argument("--image", default=str(ROOT.parent / "shared" / "testdata" / "images" / "good" / "ijg-testorig.jpg"))
+    ap.add_argument("--image", default=str(ROOT / "testdata" / "images" / "good" / "ijg-testorig.jpg"))
     a = ap.parse_args()
     print(cpu_line(), flush=True)
     cache = str(ROOT / ".cache" / "models")

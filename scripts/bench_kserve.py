@@ -66,7 +66,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=4.0, help="perf_analyzer window (3 per run)")
     ap.add_argument("--concurrency", type=int, default=4)
-    ap.add_argument("--image", default=os.path.join(ROOT, "..", "shared", "testdata", "images", "good",
+    ap.add_argument("--image", default=os.path.join(ROOT, "testdata", "images", "good",
                                                      "ijg-testorig.jpg"))
     ap.add_argument("--perf-analyzer", default=os.path.join(ROOT, ".cache", "perf_analyzer", "perf_analyzer"))
     a = ap.parse_args()

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fuzzes the /predict intake path (fuzz/fuzz_targets/request.rs) with libFuzzer for SECONDS
-# (default 60), the corpus seeded from ../shared/testdata/images and the TIFF samples of
+# (default 60), the corpus seeded from testdata/images and the TIFF samples of
 # server/tests/data/tiff (each image raw and as a multipart body). A crash leaves its input in fuzz/artifacts/request/ and fails the run.
 # Needs cargo-fuzz (cargo install cargo-fuzz). The toolchain here is stable, so the sanitizer is
 # off and RUSTC_BOOTSTRAP lets cargo-fuzz pass its coverage flags; panics and 5xx still fail.
@@ -14,7 +14,7 @@ python3 - "$corpus" <<'PY'
 import os, sys
 out = sys.argv[1]
 repo = os.path.join(os.path.dirname(os.path.abspath(out)), "..", "..")
-root = os.path.join(repo, "..", "shared", "testdata", "images")
+root = os.path.join(repo, "testdata", "images")
 n = 0
 dirs = [(sub, os.path.join(root, sub)) for sub in ("good", "bad", "unsupported")]
 dirs.append(("tiff", os.path.join(repo, "server", "tests", "data", "tiff")))  # the TIFF decoder too

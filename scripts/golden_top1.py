@@ -14,7 +14,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "e2e
 import harness  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-GOOD = os.path.join(ROOT, "..", "shared", "testdata", "images", "good")
+GOOD = os.path.join(ROOT, "testdata", "images", "good")
 HEADER = """# The built-in model's (seed 50) top-1 for each good test image, through /predict (CPU engine). Regenerate
 # (scripts/golden_top1.py) when the model, the decoders or the preprocessing change on purpose; columns: file, class_id, probability, gap to the second.
 """

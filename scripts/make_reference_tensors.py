@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes the Pillow reference inputs the preprocessing test compares against.
 
-For each good image under ../shared/testdata/images/good (every format), and the TIFF samples
+For each good image under testdata/images/good (every format), and the TIFF samples
 under server/tests/data/tiff, and the large photos under server/tests/data/large: open with Pillow, apply the EXIF orientation
 (ImageOps.exif_transpose), convert to RGB (saved as NAME.rgb.npy: the decoded image), then
 torchvision's Resize(256) + CenterCrop(224) on a PIL image, written out inline so torchvision is
@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-SRC = pathlib.Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT.parent / "shared/testdata/images/good"
+SRC = pathlib.Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "testdata/images/good"
 OUT = ROOT / "server/tests/data/pillow"
 
 

@@ -13,7 +13,7 @@ import tifffile
 from PIL import Image
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-SRC = ROOT.parent / "shared/testdata/images/good/progressive-cat.jpg"
+SRC = ROOT / "testdata/images/good/progressive-cat.jpg"
 OUT = ROOT / "server/tests/data/tiff"
 
 

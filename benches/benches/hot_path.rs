@@ -12,10 +12,10 @@ use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criteri
 
 fn image(name: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/testdata/images/good")
+        .join("../testdata/images/good")
         .join(name);
     std::fs::read(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (shared/ beside the repo)", path.display()))
+        .unwrap_or_else(|e| panic!("{}: {e} (testdata/ of the repository)", path.display()))
 }
 
 fn decode(c: &mut Criterion) {

@@ -2,12 +2,12 @@
 # Post-deployment smoke test (the guide's four checks, made strict):
 #   deploy/scripts/smoke-test.sh http://GATEWAY [IMAGE]
 # health → 200, ready → 200, predict → 200 with 5 predictions, metrics → http_requests_total.
-# IMAGE defaults to a test image of ../shared/testdata; API_KEY (env) is sent when set.
+# IMAGE defaults to a test image of the repository's testdata/; API_KEY (env) is sent when set.
 set -euo pipefail
 url="${1:?usage: smoke-test.sh http://GATEWAY [IMAGE]}"
 url="${url%/}"
 here="$(cd "$(dirname "$(readlink -f "$0")")" && pwd)"
-image="${2:-$here/../../../shared/testdata/images/good/ijg-testorig.jpg}"
+image="${2:-$here/../../testdata/images/good/ijg-testorig.jpg}"
 auth=()
 if [ -n "${API_KEY:-}" ]; then auth=(-H "Authorization: Bearer $API_KEY"); fi
 echo "Running smoke tests for $url"

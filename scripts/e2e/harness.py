@@ -13,7 +13,7 @@ import urllib.request
 import uuid
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-IMAGES = os.path.join(ROOT, "..", "shared", "testdata", "images")
+IMAGES = os.path.join(ROOT, "testdata", "images")
 failures = []
 
 

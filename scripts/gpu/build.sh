@@ -24,7 +24,7 @@ for line in sys.stdin:
 strip .gpu-bin/inference-gateway .gpu-bin/loadtest .gpu-bin/kernels-* 2>/dev/null || true
 cp .cache/onnxruntime/libonnxruntime.so.* .gpu-bin/
 ln -sf "$(cd .gpu-bin && ls libonnxruntime.so.1.* | head -1)" .gpu-bin/libonnxruntime.so
-cp "${SHARED:-$root/../shared}"/testdata/images/good/* .gpu-bin/images/
+cp "$root"/testdata/images/good/* .gpu-bin/images/
 cp scripts/gpu/torch_peer.py .gpu-bin/
 sha256sum "$(ls .cache/models/resnet50-seed50-v*.onnx | sort -V | tail -1)" 2>/dev/null | cut -d' ' -f1 > .gpu-bin/model.sha256 || true
 du -sh .gpu-bin

@@ -23,7 +23,7 @@ fn median(mut f: impl FnMut()) -> Duration {
 fn main() {
     let dir = std::env::args()
         .nth(1)
-        .unwrap_or_else(|| "../shared/testdata/images/good".into());
+        .unwrap_or_else(|| "testdata/images/good".into());
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .expect("a folder of images")
         .map(|e| e.unwrap().path())

@@ -18,7 +18,7 @@ pub struct Args {
     /// minmax, percentile:99.99 and percentile:99.999).
     #[arg(long = "method")]
     methods: Vec<String>,
-    /// A folder of images to compare on (default: ../shared/testdata/images/good).
+    /// A folder of images to compare on (default: testdata/images/good, from the repository root).
     #[arg(long)]
     images: Option<PathBuf>,
     /// Varied synthetic inputs to compare on (a seed apart from the calibration set's).
@@ -44,7 +44,7 @@ pub fn run(config: &Config, args: &Args) -> anyhow::Result<()> {
     let good = args
         .images
         .clone()
-        .unwrap_or_else(|| PathBuf::from("../shared/testdata/images/good"));
+        .unwrap_or_else(|| PathBuf::from("testdata/images/good"));
     let sets = [
         ("calibration", calibration.clone()),
         ("images", folder(&good)?),

@@ -16,12 +16,12 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// `../shared/testdata/images/<dir>`.
+/// `testdata/images/<dir>` of the repository.
 pub fn images(dir: &str) -> PathBuf {
-    let p = repo().join("../shared/testdata/images").join(dir);
+    let p = repo().join("testdata/images").join(dir);
     assert!(
         p.is_dir(),
-        "test images not found at {} (shared/ must sit beside the repo)",
+        "test images not found at {} (testdata/ of the repository)",
         p.display()
     );
     p
