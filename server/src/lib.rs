@@ -27,6 +27,7 @@ pub mod imaging;
 pub mod telemetry;
 
 pub mod batching;
+mod conn;
 mod grpc;
 mod http;
 mod infer;
@@ -80,13 +81,17 @@ pub(crate) struct App {
     decode: BlockingPool,
     pipeline: RwLock<Option<Arc<Pipeline>>>,
     draining: AtomicBool,
+    /// SIGTERM arrived: not ready, still serving (`SHUTDOWN_DELAY_SECONDS`), then draining.
+    stopping: AtomicBool,
     ids: (RandomState, AtomicU64),
     /// The subscriber this server's futures and threads run under (logs and spans).
     dispatch: tracing::Dispatch,
     /// The span export pipeline, when tracing is on (flushed last at shutdown).
     tracing: Option<trace::Tracing>,
     /// Reloads happen one at a time.
-    reloading: tokio::sync::Mutex<()>,
+    reloading: Arc<tokio::sync::Mutex<()>>,
+    /// The repository load that has not started yet, which new load requests join.
+    pending_load: parking_lot::Mutex<Option<model_control::SharedReload>>,
     /// Batcher threads: the serving one and any retired by a reload that are still finishing.
     batchers: parking_lot::Mutex<Vec<std::thread::JoinHandle<()>>>,
     /// Triton's statistics of the v2 models.
@@ -120,10 +125,12 @@ impl App {
             config,
             pipeline: RwLock::new(None),
             draining: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
             ids: (RandomState::new(), AtomicU64::new(0)),
             dispatch,
             tracing,
-            reloading: tokio::sync::Mutex::new(()),
+            reloading: Arc::default(),
+            pending_load: parking_lot::Mutex::default(),
             batchers: parking_lot::Mutex::default(),
             model_labels: parking_lot::Mutex::default(),
             v2_stats: Default::default(),
@@ -206,6 +213,9 @@ impl App {
     /// Ready: loaded, warmed up, not draining, and every engine lane up.
     fn ready(&self) -> Result<(), ApiError> {
         self.alive()?;
+        if self.stopping.load(Ordering::Acquire) {
+            return Err(ApiError::NotReady("shutting down"));
+        }
         let pipeline = self.pipeline()?;
         if !pipeline.health.all_up() {
             return Err(ApiError::NotReady("an engine lane is restarting"));

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use futures_util::future::{BoxFuture, FutureExt, Shared};
 use notify::Watcher;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
@@ -95,8 +96,46 @@ pub async fn reload(app: &Arc<App>, cause: &'static str) -> Result<Reloaded, Rel
         .unwrap_or_else(|e| Err(ReloadError::Refused(format!("the reload panicked: {e}"))))
 }
 
+/// A reload that several callers await; each gets its result.
+pub(crate) type SharedReload = Shared<BoxFuture<'static, Result<Reloaded, ReloadError>>>;
+
+/// A repository load: joins the load that is waiting to start, if any, so concurrent requests
+/// make one reload and all get its result. A load whose callers all left before it started is
+/// never run; once started it runs to its end (as [`reload`]).
+pub async fn load(app: &Arc<App>) -> Result<Reloaded, ReloadError> {
+    let joined = app
+        .pending_load
+        .lock()
+        .get_or_insert_with(|| {
+            let app = app.clone();
+            async move {
+                let turn = app.reloading.clone().lock_owned().await;
+                // Started: later requests make a reload of their own (the file may change).
+                app.pending_load.lock().take();
+                let task = async move {
+                    let _one_at_a_time = turn;
+                    reload_locked(&app, "api").await
+                };
+                tokio::spawn(task.with_current_subscriber())
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(ReloadError::Refused(format!("the reload panicked: {e}")))
+                    })
+            }
+            .boxed()
+            .shared()
+        })
+        .clone();
+    joined.await
+}
+
 async fn reload_now(app: &Arc<App>, cause: &'static str) -> Result<Reloaded, ReloadError> {
     let _one_at_a_time = app.reloading.lock().await;
+    reload_locked(app, cause).await
+}
+
+/// The reload itself, under the `reloading` lock.
+async fn reload_locked(app: &Arc<App>, cause: &'static str) -> Result<Reloaded, ReloadError> {
     // Only what is compared: holding the pipeline would keep its queue open through a shutdown.
     let (serving, classes) = match app.pipeline() {
         Ok(p) => (p.version.clone(), p.classes),

@@ -139,30 +139,11 @@ async fn serve(
     let worker = tokio::spawn(worker.with_current_subscriber());
     #[cfg(unix)]
     reload_on_sighup(reload_tx)?;
+    let cap = crate::conn::Cap::new(app.config.http.conn.max_connections);
     let mut loaded = false;
     loop {
         tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    let app = app.clone();
-                    let svc = service_fn(move |req| {
-                        let app = app.clone();
-                        async move { Ok::<_, Infallible>(http::handle(app, req, peer).await) }
-                    });
-                    let conn = hyper::server::conn::http1::Builder::new()
-                        .timer(TokioTimer::new())
-                        .header_read_timeout(HEADER_READ_TIMEOUT)
-                        .serve_connection(TokioIo::new(stream), svc);
-                    let conn = graceful.watch(conn);
-                    tokio::spawn(async move {
-                        if let Err(e) = conn.await {
-                            tracing::debug!(error = %e, "connection ended with an error");
-                        }
-                    }.with_current_subscriber());
-                }
-                Err(e) => tracing::warn!(error = %e, "accept failed"),
-            },
+            accepted = listener.accept() => accept(&app, accepted, &graceful, &cap),
             first = &mut loader, if !loaded => {
                 let (pipeline, thread) = first.map_err(|e| std::io::Error::other(e.to_string()))??;
                 app.install(pipeline, thread);
@@ -170,6 +151,22 @@ async fn serve(
                 tracing::info!(model = %app.config.model.name, "ready");
             }
             () = &mut shutdown => break,
+        }
+    }
+    let delay = app.config.http.conn.shutdown_delay;
+    if !delay.is_zero() {
+        app.stopping.store(true, Ordering::Release);
+        tracing::info!(
+            delay_s = delay.as_secs_f64(),
+            "shutting down: not ready, still serving"
+        );
+        let until = tokio::time::sleep(delay);
+        tokio::pin!(until);
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => accept(&app, accepted, &graceful, &cap),
+                () = &mut until => break,
+            }
         }
     }
     drain(&app, listener, graceful, grpc).await;
@@ -187,6 +184,49 @@ async fn serve(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Serves one accepted HTTP connection under the open-connection cap; past it, the client reads
+/// a 503 `too_many_connections` and the connection closes.
+fn accept(
+    app: &Arc<App>,
+    accepted: std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)>,
+    graceful: &GracefulShutdown,
+    cap: &crate::conn::Cap,
+) {
+    let (mut stream, peer) = match accepted {
+        Ok(a) => a,
+        Err(e) => return tracing::warn!(error = %e, "accept failed"),
+    };
+    let Some(slot) = cap.try_take() else {
+        app.metrics.reject("too_many_connections");
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let refusal = stream.write_all(crate::conn::HTTP_REFUSAL);
+            let _ = tokio::time::timeout(Duration::from_secs(1), refusal).await;
+        });
+        return;
+    };
+    let _ = stream.set_nodelay(true);
+    let app = app.clone();
+    let svc = service_fn(move |req| {
+        let app = app.clone();
+        async move { Ok::<_, Infallible>(http::handle(app, req, peer).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), svc);
+    let conn = graceful.watch(conn);
+    tokio::spawn(
+        async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            drop(slot);
+        }
+        .with_current_subscriber(),
+    );
 }
 
 /// Not-ready first, stop accepting, drain HTTP and gRPC, flush the batcher, join the engine.

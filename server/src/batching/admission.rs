@@ -1,5 +1,5 @@
 //! Admission control: counts images admitted and not yet in a batch against `MAX_QUEUE_SIZE`.
-//! A [`Permit`] is taken before the body is read and released when the image's batch starts
+//! A [`Permit`] is taken once a request's body has arrived and released when the image's batch starts
 //! (or the request ends), so the queue can never hold more than the limit.
 
 use std::sync::atomic::{AtomicUsize, Ordering};

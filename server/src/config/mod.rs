@@ -1,9 +1,11 @@
 //! Configuration: read once from the environment (and `.env`), validated, split into typed parts.
 //! A bad value stops the server at start with a message that names the variable.
 
+mod conn;
 mod otel;
 mod precision;
 
+pub use conn::ConnConfig;
 pub use precision::{Precision, PrecisionConfig};
 
 use std::net::IpAddr;
@@ -58,6 +60,8 @@ pub struct HttpConfig {
     /// `API_KEYS`: accepted keys for `/predict`; empty means no authentication. Redacted in
     /// `Debug`.
     pub api_keys: Redacted<Vec<String>>,
+    /// Connection limits and timeouts on both ports.
+    pub conn: ConnConfig,
 }
 
 /// A secret (API keys, OTLP auth headers): used like the value it holds, but its `Debug` says
@@ -266,6 +270,7 @@ impl Config {
                         .map(String::from)
                         .collect()
                 })),
+                conn: conn::conn_config(&env)?,
             },
             batching: BatchConfig {
                 max_batch_size: env.parse("MAX_BATCH_SIZE", 8, |s| {

@@ -22,11 +22,9 @@ pub mod proto {
 }
 
 mod convert;
+mod gate;
 mod service;
-
-use std::task::{Context, Poll};
-
-use tonic::codegen::{http, Service};
+mod wire;
 
 use std::sync::Arc;
 
@@ -38,34 +36,61 @@ use crate::App;
 
 /// Calls one connection may have open at once.
 const GRPC_STREAMS_PER_CONNECTION: usize = 32;
+/// Streams the server may reset on a connection's errors before it sends GOAWAY (h2's default).
+const GRPC_RESET_STREAMS: usize = 1024;
+/// Streams a client may open and reset before the server accepts them (h2's default).
+const GRPC_PENDING_RESETS: usize = 20;
 
 /// The running gRPC server.
 pub(crate) struct Grpc {
     task: JoinHandle<()>,
+    accept: JoinHandle<()>,
     stop: tokio::sync::oneshot::Sender<()>,
 }
 
 /// Starts serving `listener`; runs until [`Grpc::shutdown`].
 pub(crate) fn spawn(app: Arc<App>, listener: TcpListener) -> Grpc {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let limit = app.config.http.max_body_bytes;
-    let timeout = app.config.http.request_timeout + std::time::Duration::from_secs(1);
+    let http = &app.config.http;
+    let conn = http.conn.clone();
+    let timeout = http.request_timeout + std::time::Duration::from_secs(1);
+    let grace = http.request_timeout + std::time::Duration::from_secs(5);
     let svc = proto::grpc_inference_service_server::GrpcInferenceServiceServer::new(
         service::Service::new(app.clone()),
     )
-    .max_decoding_message_size(limit)
+    .max_decoding_message_size(http.max_body_bytes)
     .max_encoding_message_size(usize::MAX);
-    let svc = KeyFirst { app, inner: svc };
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let metrics = app.metrics.clone();
+    let cap = crate::conn::Cap::new(conn.max_connections);
+    let refused = move || metrics.reject("too_many_connections");
+    let (accept, incoming) =
+        crate::conn::accept_grpc(listener, cap, conn.handshake_timeout, refused);
+    let incoming = futures_util::stream::unfold(incoming, |mut rx| async {
+        rx.recv().await.map(|c| (c, rx))
+    });
+    let svc = gate::Gate { app, inner: svc };
+    let mut builder = tonic::transport::Server::builder()
+        // As HTTP/1.1 has one request per connection at a time, a gRPC connection gets
+        // a bounded number of streams; each call ends by REQUEST_TIMEOUT (plus a margin
+        // for the answer) even when its client sets no deadline.
+        .concurrency_limit_per_connection(GRPC_STREAMS_PER_CONNECTION)
+        .max_concurrent_streams(Some(GRPC_STREAMS_PER_CONNECTION as u32))
+        .timeout(timeout)
+        // A peer that stops answering PINGs is gone (or never was a client).
+        .http2_keepalive_interval(Some(conn.keepalive_interval))
+        .http2_keepalive_timeout(Some(conn.keepalive_timeout))
+        // h2's caps on reset streams (tonic's default turns the local one off): GOAWAY for a
+        // client that makes the server reset streams on end ("MadeYouReset", 2025).
+        .http2_max_local_error_reset_streams(Some(GRPC_RESET_STREAMS))
+        .http2_max_pending_accept_reset_streams(Some(GRPC_PENDING_RESETS));
+    if let Some(age) = conn.max_connection_age {
+        builder = builder
+            .max_connection_age(age)
+            .max_connection_age_grace(grace);
+    }
     let task = tokio::spawn(
         async move {
-            let served = tonic::transport::Server::builder()
-                // As HTTP/1.1 has one request per connection at a time, a gRPC connection gets
-                // a bounded number of streams; each call ends by REQUEST_TIMEOUT (plus a margin
-                // for the answer) even when its client sets no deadline.
-                .concurrency_limit_per_connection(GRPC_STREAMS_PER_CONNECTION)
-                .max_concurrent_streams(Some(GRPC_STREAMS_PER_CONNECTION as u32))
-                .timeout(timeout)
+            let served = builder
                 .serve_with_incoming_shutdown(svc, incoming, async {
                     let _ = stopped.await;
                 })
@@ -76,60 +101,19 @@ pub(crate) fn spawn(app: Arc<App>, listener: TcpListener) -> Grpc {
         }
         .with_current_subscriber(),
     );
-    Grpc { task, stop }
+    Grpc { task, accept, stop }
 }
 
 impl Grpc {
     /// Stops accepting and lets calls in flight finish until `deadline`. Past it, the server
     /// task is aborted; connections still open end with the runtime.
     pub(crate) async fn shutdown(self, deadline: tokio::time::Instant) {
+        self.accept.abort(); // no new connections
         let _ = self.stop.send(());
         let abort = self.task.abort_handle();
         if tokio::time::timeout_at(deadline, self.task).await.is_err() {
             tracing::warn!("gRPC calls still open at the shutdown deadline");
             abort.abort();
         }
-    }
-}
-
-/// Checks the API key of `ModelInfer` calls from their headers, before tonic reads and decodes
-/// the message (up to `MAX_BODY_BYTES`): HTTP refuses a wrong key before it reads the body too.
-/// The handler checks it again (and every other method that needs it) as usual.
-#[derive(Clone)]
-struct KeyFirst<S> {
-    app: Arc<App>,
-    inner: S,
-}
-
-impl<S: tonic::server::NamedService> tonic::server::NamedService for KeyFirst<S> {
-    const NAME: &'static str = S::NAME;
-}
-
-impl<S, B> Service<http::Request<B>> for KeyFirst<S>
-where
-    S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
-    S::Future: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = tonic::codegen::BoxFuture<Self::Response, Self::Error>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        const INFER: &str = "/inference.GRPCInferenceService/ModelInfer";
-        if req.uri().path() == INFER {
-            if let Err(e) = self.app.authorize(req.headers()) {
-                self.app.metrics.reject(e.reject_reason());
-                self.app
-                    .metrics
-                    .observe_request("POST", INFER, 401, 0.0, None);
-                let status = tonic::Status::new(e.grpc_code(), e.message(false));
-                return Box::pin(async move { Ok(status.into_http()) });
-            }
-        }
-        Box::pin(self.inner.call(req))
     }
 }

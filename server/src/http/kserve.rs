@@ -181,10 +181,7 @@ fn inputs(sig: &Signature, header: &Value, binary: Bytes) -> Result<Vec<Bytes>, 
         let name = &sig.input.name;
         return Err(bad(format!("the model takes exactly one input, {name}")));
     };
-    let shape: Vec<i64> = input["shape"]
-        .as_array()
-        .map(|s| s.iter().filter_map(Value::as_i64).collect())
-        .unwrap_or_default();
+    let shape = shape_of(&input["shape"])?;
     let name = input["name"].as_str().unwrap_or("");
     let n = sig.batch_of(name, input["datatype"].as_str().unwrap_or(""), &shape)?;
     let raw = match input["parameters"]["binary_data_size"].as_u64() {
@@ -198,6 +195,27 @@ fn inputs(sig: &Signature, header: &Value, binary: Bytes) -> Result<Vec<Bytes>, 
         "FP32" => flat_numbers(&input["data"]).map(Values::Fp32),
         _ => flat_strings(&input["data"]).map(Values::Bytes),
     })
+}
+
+/// A tensor's shape: an array of at most [`v2::MAX_RANK`] integers, anything else refused.
+fn shape_of(v: &Value) -> Result<Vec<i64>, ApiError> {
+    let entries = v
+        .as_array()
+        .ok_or_else(|| bad("\"shape\" must be an array of integers"))?;
+    if entries.len() > v2::MAX_RANK {
+        return Err(bad(format!(
+            "\"shape\" has {} dimensions; at most {} are accepted",
+            entries.len(),
+            v2::MAX_RANK
+        )));
+    }
+    entries
+        .iter()
+        .map(|e| {
+            e.as_i64()
+                .ok_or_else(|| bad(format!("\"shape\" entries must be integers; got {e}")))
+        })
+        .collect()
 }
 
 /// Every value of a (possibly nested) JSON array, depth first.
@@ -274,7 +292,9 @@ async fn infer(app: &Arc<App>, req: Request<Incoming>) -> Result<HttpResponse, A
         // Refused before the body is read when no model serves or the key is wrong.
         app.pipeline()?;
         app.authorize(&headers)?;
-        let body = read_body(req.into_body(), app.config.http.max_body_bytes).await?;
+        let http = &app.config.http;
+        let deadline = started + http.request_timeout;
+        let body = read_body(req, http.max_body_bytes, deadline, http.request_timeout).await?;
         split_body(&headers, body)
     };
     let (header, binary) = match read.await {
@@ -347,6 +367,26 @@ mod tests {
         assert_eq!(route("/v2/models/stats"), Some(ALL_STATS));
         assert_eq!(route("/v2/models//infer"), None);
         assert_eq!(route("/v2/models/m/explode"), None);
+    }
+
+    #[test]
+    fn shapes_are_integers_of_bounded_rank() {
+        assert_eq!(
+            shape_of(&json!([2, 3, 224, 224])).unwrap(),
+            vec![2, 3, 224, 224]
+        );
+        for bad_shape in [
+            json!([1, "x"]),
+            json!([1, null]),
+            json!([{}]),
+            json!([1.5]),
+            json!("1"),
+        ] {
+            let e = shape_of(&bad_shape).unwrap_err();
+            assert_eq!(e.status(), 400, "{bad_shape}");
+        }
+        assert!(shape_of(&json!(vec![0; v2::MAX_RANK + 1])).is_err());
+        assert!(shape_of(&Value::Null).is_err());
     }
 
     #[test]

@@ -24,10 +24,9 @@ use hyper::header::{HeaderMap, HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_
 use hyper::{Method, Request, Response, StatusCode};
 use tracing::{Instrument, Span};
 
-use crate::batching::admission::Permit;
 use crate::batching::queue::InferOutput;
 use crate::error::ApiError;
-use crate::infer::{classify_image, Classified};
+use crate::infer::classify_image;
 use crate::telemetry::metrics::OPENMETRICS_CONTENT_TYPE;
 use crate::telemetry::trace::spans;
 use crate::{App, Pipeline};
@@ -264,13 +263,30 @@ fn parse_top_k(query: Option<&str>, classes: usize) -> Result<usize, ApiError> {
     }
 }
 
-async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+/// Reads a request's whole body, the one way every route does: refused from its declared
+/// `Content-Length` before a byte is read, cut off past `limit` bytes, and ended with 504 at
+/// `deadline` however slowly the client sends.
+pub(crate) async fn read_body(
+    req: Request<Incoming>,
+    limit: usize,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<Bytes, ApiError> {
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::BodyTooLarge { limit });
+    }
+    let read = Limited::new(req.into_body(), limit).collect();
+    match tokio::time::timeout_at(deadline.into(), read).await {
+        Err(_) => Err(ApiError::Deadline(timeout)),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
             Err(ApiError::BodyTooLarge { limit })
         }
-        Err(e) => Err(ApiError::bad_request(
+        Ok(Err(e)) => Err(ApiError::bad_request(
             "body_read_failed",
             format!("the request body could not be read: {e}"),
         )),
@@ -290,18 +306,17 @@ async fn predict(app: &App, req: Request<Incoming>) -> Result<HttpResponse, ApiE
     let kind = intake::body_kind(content_type.unwrap_or(""))?;
     let k = parse_top_k(req.uri().query(), pipeline.classes)?;
     let limit = app.config.http.max_body_bytes;
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(ApiError::BodyTooLarge { limit });
-    }
+    let body = read_body(req, limit, deadline, timeout).await?;
+    // Admitted once the body is here: clients still uploading hold no place in the queue, so
+    // slow uploads cannot starve complete requests, and a full queue still refuses at once.
     let permit = app
         .admission
         .try_admit()
         .ok_or(ApiError::QueueFull(app.admission.limit()))?;
-    let work = classify(app, &pipeline, req.into_body(), kind, permit, deadline);
+    let work = async {
+        let image = intake::image_bytes(body, &kind)?;
+        classify_image(app, &pipeline, image, permit, deadline).await
+    };
     let c = tokio::time::timeout_at(deadline.into(), work)
         .await
         .map_err(|_| ApiError::Deadline(timeout))??;
@@ -321,21 +336,6 @@ async fn predict(app: &App, req: Request<Incoming>) -> Result<HttpResponse, ApiE
     }
     stamp_model_version(&mut r, &pipeline);
     Ok(r)
-}
-
-/// Body → image bytes → decode pool → batcher → logits, with the decode and preprocess times.
-/// Runs inside the request's span: the decode pool's spans and the queue span are its children.
-async fn classify(
-    app: &App,
-    pipeline: &Pipeline,
-    body: Incoming,
-    kind: intake::BodyKind,
-    permit: Permit,
-    deadline: Instant,
-) -> Result<Classified, ApiError> {
-    let body = read_body(body, app.config.http.max_body_bytes).await?;
-    let image = intake::image_bytes(body, &kind)?;
-    classify_image(app, pipeline, image, permit, deadline).await
 }
 
 impl App {

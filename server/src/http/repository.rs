@@ -98,7 +98,7 @@ pub async fn load(app: &Arc<App>, path: &str) -> Result<HttpResponse, ApiError> 
 
 /// A repository load (both protocols): the version serving once it is done, or why not.
 pub(crate) async fn reload(app: &Arc<App>) -> Result<String, ApiError> {
-    match model_control::reload(app, "api").await {
+    match model_control::load(app).await {
         Ok(Reloaded::Swapped { version } | Reloaded::Unchanged { version }) => Ok(version),
         Err(ReloadError::NotServing) => Err(ApiError::NotReady("no model is serving yet")),
         Err(ReloadError::Refused(why)) => Err(ApiError::bad_request(

@@ -84,6 +84,41 @@ pub fn scan(b: &[u8]) -> Result<JpegInfo<'_>, DecodeError> {
     })
 }
 
+/// The most scans a JPEG may have. A progressive decode costs the whole image's blocks per scan,
+/// so a file of thousands of empty scans pins a decode thread for minutes while its pixels stay
+/// within the limit. Encoders write 1 (baseline) to about 10 (libjpeg's progressive script) or
+/// 20 (mozjpeg's optimised scans); libjpeg-turbo's own tools offer `-maxscans` for this attack.
+pub const MAX_SCANS: usize = 100;
+
+/// The number of scans (start-of-scan markers) in the file, counting at most `cap + 1`: the
+/// markers are walked segment by segment and each scan's entropy-coded data skipped to the next
+/// marker, so bytes inside APP segments (an EXIF thumbnail's own scans) do not count.
+pub fn count_scans(b: &[u8], cap: usize) -> usize {
+    let mut i = 2usize;
+    let mut scans = 0usize;
+    while i + 1 < b.len() && scans <= cap {
+        if b[i] != 0xFF {
+            i += 1; // entropy-coded data (or garbage the decoder will refuse)
+            continue;
+        }
+        match b[i + 1] {
+            0xFF => i += 1,                      // fill byte
+            0x00 | 0x01 | 0xD0..=0xD7 => i += 2, // stuffing, TEM, restart
+            0xD9 => break,                       // end of image
+            marker => {
+                let Some(len) = b.get(i + 2..i + 4).map(be16) else {
+                    break;
+                };
+                if marker == 0xDA {
+                    scans += 1;
+                }
+                i += 2 + usize::from(len);
+            }
+        }
+    }
+    scans
+}
+
 fn be16(b: &[u8]) -> u16 {
     u16::from_be_bytes([b[0], b[1]])
 }
@@ -189,6 +224,28 @@ mod tests {
         assert_eq!(
             u64::from(bomb.width) * u64::from(bomb.height),
             4_294_836_225
+        );
+    }
+
+    #[test]
+    fn scans_are_counted_by_marker_not_by_byte() {
+        let mut b = jpeg(0xC2, 8, 8, 8);
+        // Entropy data holding stuffed 0xFF 0x00, a restart marker and bytes that spell SOS
+        // only inside an APP segment.
+        b.extend_from_slice(&[0x12, 0xFF, 0x00, 0x34, 0xFF, 0xD3, 0x56]);
+        b.extend(segment(0xE2, &[0xFF, 0xDA, 0, 4, 0, 0]));
+        for _ in 0..5 {
+            b.extend(segment(0xDA, &[1, 1, 0, 0, 63, 0]));
+            b.extend_from_slice(&[0xAB, 0xFF, 0x00]);
+        }
+        b.extend_from_slice(&[0xFF, 0xD9]);
+        assert_eq!(count_scans(&b, MAX_SCANS), 6);
+        assert_eq!(count_scans(&b, 2), 3, "counting stops past the cap");
+        b.extend(segment(0xDA, &[1, 1, 0, 0, 63, 0]));
+        assert_eq!(
+            count_scans(&b, MAX_SCANS),
+            6,
+            "nothing after the end of image"
         );
     }
 

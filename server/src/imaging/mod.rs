@@ -2,6 +2,7 @@
 //! allocating, decode, apply EXIF orientation, convert to RGB, then resize and centre-crop
 //! exactly as torchvision + Pillow do. Runs on the decode pool (`pool`), never on the async executor.
 
+mod gif;
 pub mod jpeg;
 pub(crate) mod pool;
 pub mod resize;
@@ -122,6 +123,13 @@ fn decode_jpeg(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, DecodeError> {
         )));
     }
     check_size(info.width, info.height, max_pixels)?;
+    let scans = jpeg::count_scans(bytes, jpeg::MAX_SCANS);
+    if scans > jpeg::MAX_SCANS {
+        return Err(DecodeError::Unsupported(format!(
+            "JPEG with more than {} scans is not supported (each scan costs a pass over the whole image)",
+            jpeg::MAX_SCANS
+        )));
+    }
     let rgb = jpeg::decode(bytes, &info)?;
     let orientation = info.exif.and_then(Orientation::from_exif_chunk);
     Ok(upright(DynamicImage::ImageRgb8(rgb), orientation))
@@ -140,6 +148,11 @@ fn decode_generic(
     let mut decoder = reader.into_decoder().map_err(from_image_error)?;
     let (w, h) = decoder.dimensions();
     check_size(w, h, max_pixels)?;
+    if format == ImageFormat::Gif {
+        // The logical screen may be 1x1 while the frame decoded is far larger.
+        let (fw, fh) = gif::first_frame_extent(bytes)?;
+        check_size(fw, fh, max_pixels)?;
+    }
     let orientation = decoder.orientation().ok();
     let img = DynamicImage::from_decoder(decoder).map_err(from_image_error)?;
     Ok(upright(img, orientation))
@@ -229,5 +242,45 @@ mod tests {
         ));
         assert!(check_size(1000, 1000, 1_000_000).is_ok());
         assert!(check_size(0, 10, 1_000_000).is_err());
+    }
+
+    #[test]
+    fn a_jpeg_of_too_many_scans_is_refused_before_decoding() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../testdata/images/good/progressive-cat.jpg"
+        );
+        let good = std::fs::read(path).unwrap();
+        assert!(decode_rgb(&good, 40_000_000).is_ok());
+        // Its last scan (from its start-of-scan marker to the end of image) repeated: libjpeg
+        // would decode every copy.
+        let eoi = good.len() - 2;
+        let sos = good.windows(2).rposition(|w| w == [0xFF, 0xDA]).unwrap();
+        let mut bomb = good[..eoi].to_vec();
+        for _ in 0..jpeg::MAX_SCANS {
+            bomb.extend_from_slice(&good[sos..eoi]);
+        }
+        bomb.extend_from_slice(&[0xFF, 0xD9]);
+        assert!(jpeg::count_scans(&bomb, jpeg::MAX_SCANS) > jpeg::MAX_SCANS);
+        let refused = decode_rgb(&bomb, 40_000_000).unwrap_err();
+        assert!(
+            matches!(&refused, DecodeError::Unsupported(m) if m.contains("scans")),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn a_gif_frame_larger_than_its_screen_meets_the_pixel_limit() {
+        let mut b = b"GIF89a\x01\x00\x01\x00\x00\x00\x00".to_vec();
+        b.extend_from_slice(&[0x2C, 0, 0, 0, 0, 0xF0, 0x0A, 0xF0, 0x0A, 0]); // 2800x2800
+        b.extend_from_slice(&[2, 2, 0x4C, 0x01, 0, 0x3B]);
+        assert!(matches!(
+            decode_rgb(&b, 4_000_000),
+            Err(DecodeError::TooLarge {
+                width: 2800,
+                height: 2800,
+                ..
+            })
+        ));
     }
 }

@@ -13,7 +13,10 @@
 //! everything else of their kind.
 
 pub mod infer;
+pub mod limits;
 pub mod stats;
+
+pub use limits::MAX_RANK;
 
 use bytes::Bytes;
 use engine::{InputKind, IMAGE_CHANNELS, IMAGE_SIDE, TENSOR_BYTES};
@@ -156,6 +159,12 @@ impl Signature {
     /// at most [`Signature::max_batch`] (checked before anything is sized by it).
     pub fn batch_of(&self, name: &str, datatype: &str, shape: &[i64]) -> Result<usize, ApiError> {
         let want = &self.input;
+        if shape.len() > MAX_RANK {
+            return Err(bad(format!(
+                "{name} has {} dimensions; at most {MAX_RANK} are accepted",
+                shape.len()
+            )));
+        }
         if name != want.name || datatype != want.datatype {
             return Err(bad(format!(
                 "the model takes one input, {} of datatype {}; got {name} of {datatype}",
