@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# Fuzzes the /predict intake path (fuzz/fuzz_targets/request.rs) with libFuzzer for SECONDS
-# (default 60), the corpus seeded from testdata/images and the TIFF samples of
-# server/tests/data/tiff (each image raw and as a multipart body). A crash leaves its input in fuzz/artifacts/request/ and fails the run.
+# Fuzzes, with libFuzzer, SECONDS (default 60) per target:
+# - request: the /predict intake path, seeded from testdata/images and the TIFF samples of
+#   server/tests/data/tiff (each image raw and as a multipart body);
+# - v2_http: the KServe v2 HTTP infer body (JSON and binary), seeded with requests as
+#   tritonclient sends them;
+# - grpc_infer: the gRPC ModelInfer message (wire scan, prost, input cut), seeded with messages
+#   encoded by tritonclient's own protobuf classes (when installed; else from the v2 seeds' bytes).
+# A crash leaves its input in fuzz/artifacts/TARGET/ and fails the run.
 # Needs cargo-fuzz (cargo install cargo-fuzz). The toolchain here is stable, so the sanitizer is
 # off and RUSTC_BOOTSTRAP lets cargo-fuzz pass its coverage flags; panics and 5xx still fail.
 set -euo pipefail
@@ -32,6 +37,43 @@ for sub, d in dirs:
             n += 1
 print(f"seeded {n} inputs from {root}")
 PY
+mkdir -p fuzz/corpus/v2_http fuzz/corpus/grpc_infer
+python3 - fuzz/corpus <<'PY'
+import json, os, struct, sys
+out = sys.argv[1]
+img = open(os.path.join(out, "..", "..", "testdata", "images", "good", "ijg-testorig.jpg"), "rb").read()
+reqs = [
+    {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 3, 224, 224], "data": [0.5] * 64}]},
+    {"id": "7", "inputs": [{"name": "IMAGE", "datatype": "BYTES", "shape": [1], "data": ["x"]}],
+     "outputs": [{"name": "logits", "parameters": {"classification": 5}}]},
+    {"inputs": [{"name": "input", "datatype": "FP32", "shape": [[1], 3], "data": [[1, 2], [3]]}],
+     "parameters": {"binary_data_output": True}},
+]
+for i, r in enumerate(reqs):
+    open(os.path.join(out, "v2_http", f"json-{i}"), "wb").write(b"\xff" + json.dumps(r).encode())
+head = json.dumps({"inputs": [{"name": "IMAGE", "datatype": "BYTES", "shape": [1],
+                                "parameters": {"binary_data_size": len(img) + 4}}],
+                   "outputs": [{"name": "logits", "parameters": {"binary_data": True}}]}).encode()
+if len(head) < 0x80:
+    open(os.path.join(out, "v2_http", "binary"), "wb").write(bytes([len(head)]) + head + struct.pack("<I", len(img)) + img)
+try:
+    from tritonclient.grpc import service_pb2 as pb
+    m = pb.ModelInferRequest(model_name="resnet50_image", id="1")
+    t = m.inputs.add(name="IMAGE", datatype="BYTES", shape=[1])
+    m.raw_input_contents.append(struct.pack("<I", len(img)) + img)
+    o = m.outputs.add(name="logits")
+    o.parameters["classification"].int64_param = 5
+    open(os.path.join(out, "grpc_infer", "image"), "wb").write(m.SerializeToString())
+    m = pb.ModelInferRequest(model_name="resnet50")
+    t = m.inputs.add(name="input", datatype="FP32", shape=[1, 3, 224, 224])
+    t.contents.fp32_contents.extend([0.25] * 64)
+    open(os.path.join(out, "grpc_infer", "tensor"), "wb").write(m.SerializeToString())
+except ImportError:
+    open(os.path.join(out, "grpc_infer", "empty"), "wb").write(b"")
+print("seeded the v2_http and grpc_infer corpora")
+PY
 cd fuzz
-RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none request corpus/request -- \
-  -max_total_time="$secs" -max_len=262144 -rss_limit_mb=2048 -timeout=10 -print_final_stats=1
+for target in request v2_http grpc_infer; do
+  RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none "$target" "corpus/$target" -- \
+    -max_total_time="$secs" -max_len=262144 -rss_limit_mb=2048 -timeout=10 -print_final_stats=1
+done

@@ -7,7 +7,7 @@ REQUEST_TIMEOUT 3 s, 2 decode threads, MAX_IMAGE_PIXELS 4 M, gRPC on), and attac
 HTTP/1.1, HTTP/2 (h2c, gRPC's port) and gRPC. Each attack checks its own refusal, and then:
 - `/health` answers in under 100 ms;
 - the server's RSS stays under its RSS before the attack + 8 x the bytes the attacker sent;
-- a well-behaved `/predict` gets 200 within twice its quiet latency (best of 3 probes), once the
+- a well-behaved `/predict` gets 200 within twice its quiet latency (best of 5 probes), once the
   attack's own requests are answered or refused.
 A fourth check runs last: `SHUTDOWN_DELAY_SECONDS` keeps serving while `/ready` says 503.
 Needs: Pillow, grpcio (tritonclient[grpc]) and h2 (scripts/e2e/install-tools.sh installs them).
@@ -104,7 +104,7 @@ def attack(gw, name, run, sent_bytes):
         run()
     finally:
         prober.join()
-        probes = [gw.predict_time() for _ in range(3)]
+        probes = [gw.predict_time() for _ in range(5)]
         stop.set()
         watcher.join()
     worst = max(t for _, t in health)
@@ -121,10 +121,14 @@ def attack(gw, name, run, sent_bytes):
 # ---- inputs ---------------------------------------------------------------------------------
 
 
-def many_scans_jpeg(copies):
-    """progressive-cat.jpg with its smallest scan repeated `copies` times before the end of
-    image (libjpeg warns of the bogus progression and decodes every one)."""
-    b = open(os.path.join(IMAGES, "good", "progressive-cat.jpg"), "rb").read()
+def many_scans_jpeg(size):
+    """A 3 MP progressive photo (a test photo re-encoded by Pillow) with its smallest scan
+    repeated up to `size` bytes: libjpeg warns of the bogus progression and decodes every copy,
+    each a pass over the whole image (~15 000 scans: seconds of a decode thread)."""
+    photo = Image.open(os.path.join(ROOT, "server", "tests", "data", "large", "landscape-2048x1536.jpg"))
+    buf = io.BytesIO()
+    photo.save(buf, "JPEG", progressive=True, quality=90)
+    b = buf.getvalue()
     i, scans = 2, []
     while i + 4 <= len(b):
         marker = b[i + 1]
@@ -139,7 +143,7 @@ def many_scans_jpeg(copies):
             break
         i += 2 + struct.unpack(">H", b[i + 2:i + 4])[0]
     scan = min(scans, key=len)
-    return b[:i] + scan * copies + b[i:]
+    return b[:i] + scan * ((size - len(b)) // len(scan)) + b[i:]
 
 
 def gif_screen_bomb(side):
@@ -198,7 +202,7 @@ def closed_within(sock, seconds):
 
 
 def progressive_scans(gw):
-    bomb = many_scans_jpeg(3000)
+    bomb = many_scans_jpeg(MAX_BODY - 300_000)
     results = []
 
     def run():
@@ -208,7 +212,7 @@ def progressive_scans(gw):
             t.start()
         for t in threads:
             t.join()
-    attack(gw, "progressive JPEG, 3000 scans x 4", run, 4 * len(bomb))
+    attack(gw, f"progressive JPEG of {len(bomb) >> 10} KiB, ~15 000 scans, x 4", run, 4 * len(bomb))
     check([s for s, _ in results] == [415] * 4, f"  each refused 415: {[s for s, _ in results]}")
 
 
@@ -337,14 +341,34 @@ def grpc_bare_preface(gw):
 
 
 def v2_shape(gw):
+    """Shapes with entries that are not integers: refused, not read as the integers among them
+    (`[1, "x", 3, 224, 224]` was once taken for `[1, 3, 224, 224]`)."""
     got = []
-    for shape in ('[1, "x", 224, 224]', "[1, null, 224, 224]", "[{}]", "[" + ",".join(["0"] * 100000) + "]"):
-        body = ('{"inputs":[{"name":"input","datatype":"FP32","shape":%s,"data":[0]}]}' % shape).encode()
+    zeros = ",".join(["0"] * (3 * 224 * 224))
+    for shape in ('[1, "x", 3, 224, 224]', "[1, null, 3, 224, 224]", "[1, 3, 224, 224, {}]",
+                  "[" + ",".join(["0"] * 100000) + "]"):
+        body = ('{"inputs":[{"name":"input","datatype":"FP32","shape":%s,"data":[%s]}]}' % (shape, zeros)).encode()
         head = (f"POST /v2/models/resnet50/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                 f"Content-Length: {len(body)}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in gw.auth.items())
                 + "\r\n").encode()
-        got.append(raw_request(gw.port, head, body)[1][:12])
+        got.append(raw_request(gw.port, head, body, 30)[1][:12])
     check(all(a == b"HTTP/1.1 400" for a in got), f"[v2 malformed shapes] each refused 400: {got}")
+
+
+def v2_json_expansion(gw):
+    """4 MiB of JSON that a generic JSON tree would hold at ~16x: 2 M one-digit numbers, then
+    1.3 M empty strings."""
+    for what, data in (("1.9 M numbers", ",".join(["0"] * (1900 << 10))),
+                       ("1.3 M empty strings", ",".join(['""'] * (1300 << 10)))):
+        body = ('{"inputs":[{"name":"input","datatype":"FP32","shape":[1,3,224,224],"data":[%s]}]}'
+                % data).encode()
+        head = (f"POST /v2/models/resnet50/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in gw.auth.items())
+                + "\r\n").encode()
+        got = []
+        attack(gw, f"v2 JSON of {what} ({len(body) >> 10} KiB)",
+               lambda: got.append(raw_request(gw.port, head, body, 30)[1][:12]), len(body))
+        check(got[0] == b"HTTP/1.1 400", f"  refused 400: {got[0]!r}")
 
 
 def connection_cap(gw):
@@ -408,7 +432,7 @@ def main():
         gw = Gateway(args.binary, tmp, keys)
         print(f"\n== API keys {'on' if keys else 'off'}; quiet /predict {gw.quiet * 1e3:.0f} ms", flush=True)
         for a in (progressive_scans, gif_frame, v2_declared_length, v2_slow_body, slow_uploads, grpc_expansion,
-                  grpc_trailing_messages, grpc_silent, grpc_bare_preface, v2_shape):
+                  grpc_trailing_messages, grpc_silent, grpc_bare_preface, v2_shape, v2_json_expansion):
             a(gw)
         for method in ("ServerLive", "RepositoryIndex"):
             grpc_big_no_key(gw, method)

@@ -38,7 +38,7 @@ impl Cap {
 
 /// What a new HTTP connection past the cap reads before it is closed.
 pub(crate) const HTTP_REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
-content-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: 90\r\n\r\n\
+content-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: 86\r\n\r\n\
 {\"error\":{\"code\":\"too_many_connections\",\"message\":\"too many open connections; retry\"}}";
 
 /// A TCP connection with its place under the cap.

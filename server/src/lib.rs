@@ -23,6 +23,8 @@
 
 pub mod config;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod imaging;
 pub mod telemetry;
 

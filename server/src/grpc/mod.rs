@@ -21,10 +21,10 @@ pub mod proto {
     tonic::include_proto!("inference");
 }
 
-mod convert;
+pub(crate) mod convert;
 mod gate;
 mod service;
-mod wire;
+pub(crate) mod wire;
 
 use std::sync::Arc;
 

@@ -69,7 +69,7 @@ fn elements(w: &Wire<'_>, fixed: Option<usize>) -> u64 {
 }
 
 /// Counts `msg` (a `ModelInferRequest`) and checks the counts; the refusal says which limit.
-pub(super) fn check_infer(msg: &[u8]) -> Result<(), String> {
+pub(crate) fn check_infer(msg: &[u8]) -> Result<(), String> {
     let mut t = Tally::default();
     let mut f = Fields(msg);
     while let Some(field) = f.next() {

@@ -14,6 +14,7 @@ use hyper::header::HeaderValue;
 use hyper::{Request, StatusCode};
 use serde_json::{json, Value};
 
+use super::infer_json::{self, Data, InferRequest, Param};
 use super::{json as json_response, read_body, HttpResponse};
 use crate::error::ApiError;
 use crate::v2::{self, bad, infer, Model, Output, OutputData, Signature, Values};
@@ -154,8 +155,11 @@ fn model_get(app: &App, path: &str, route: &'static str) -> Result<HttpResponse,
     Ok(json_response(StatusCode::OK, body.to_string()))
 }
 
-/// The JSON header and the binary section after it.
-fn split_body(req_headers: &hyper::HeaderMap, body: Bytes) -> Result<(Value, Bytes), ApiError> {
+/// The JSON header, parsed into bounded types, and the binary section after it.
+pub(crate) fn split_body(
+    req_headers: &hyper::HeaderMap,
+    body: Bytes,
+) -> Result<(InferRequest, Bytes), ApiError> {
     let json_len = match req_headers.get(HEADER_LENGTH) {
         None => body.len(),
         Some(v) => v
@@ -167,119 +171,87 @@ fn split_body(req_headers: &hyper::HeaderMap, body: Bytes) -> Result<(Value, Byt
                 bad("Inference-Header-Content-Length is not a length within the body")
             })?,
     };
-    let header = serde_json::from_slice(&body[..json_len])
-        .map_err(|e| bad(format!("the inference request is not valid JSON: {e}")))?;
+    let header = infer_json::parse(&body[..json_len])
+        .map_err(|e| bad(format!("the inference request is not valid: {e}")))?;
     Ok((header, body.slice(json_len..)))
 }
 
+/// What the request asks of `sig`: its inputs, the classification count, and whether the
+/// output goes binary.
+pub(crate) fn parse(
+    sig: &Signature,
+    header: &mut InferRequest,
+    binary: Bytes,
+) -> Result<(infer::Parsed, bool), ApiError> {
+    let (wants_binary, k) = output_wanted(sig, header)?;
+    Ok(((inputs(sig, header, binary)?, k), wants_binary))
+}
+
 /// The inputs of the request's one input tensor, from JSON `data` or the binary section.
-fn inputs(sig: &Signature, header: &Value, binary: Bytes) -> Result<Vec<Bytes>, ApiError> {
-    let list = header["inputs"]
-        .as_array()
-        .ok_or_else(|| bad("the request has no \"inputs\" array"))?;
-    let [input] = list.as_slice() else {
+fn inputs(
+    sig: &Signature,
+    header: &mut InferRequest,
+    binary: Bytes,
+) -> Result<Vec<Bytes>, ApiError> {
+    let [input] = header.inputs.0.as_mut_slice() else {
         let name = &sig.input.name;
         return Err(bad(format!("the model takes exactly one input, {name}")));
     };
-    let shape = shape_of(&input["shape"])?;
-    let name = input["name"].as_str().unwrap_or("");
-    let n = sig.batch_of(name, input["datatype"].as_str().unwrap_or(""), &shape)?;
-    let raw = match input["parameters"]["binary_data_size"].as_u64() {
-        Some(size) if size as usize > binary.len() => {
+    let shape: Vec<i64> = input.shape.0.iter().map(|d| d.0).collect();
+    let name = input.name.as_str();
+    let n = sig.batch_of(name, &input.datatype, &shape)?;
+    let raw = match input.parameters.get("binary_data_size") {
+        None => None,
+        Some(Param::Int(size)) if *size >= 0 && *size as usize <= binary.len() => {
+            Some(binary.slice(..*size as usize))
+        }
+        Some(Param::Int(_)) => {
             return Err(bad("binary_data_size is larger than the binary section"));
         }
-        Some(size) => Some(binary.slice(..size as usize)),
-        None => None,
+        Some(_) => return Err(bad("binary_data_size must be an integer")),
     };
-    v2::cut(sig, (name, &shape), n, raw, || match sig.input.datatype {
-        "FP32" => flat_numbers(&input["data"]).map(Values::Fp32),
-        _ => flat_strings(&input["data"]).map(Values::Bytes),
+    let data = input.data.take();
+    v2::cut(sig, (name, &shape), n, raw, || {
+        match (sig.input.datatype, data) {
+            ("FP32", Some(Data::Numbers(v))) => Ok(Values::Fp32(v)),
+            ("FP32", Some(Data::Strings(_))) => {
+                Err(bad("FP32 data must be numbers (or use binary_data_size)"))
+            }
+            (_, Some(Data::Strings(v))) => Ok(Values::Bytes(v)),
+            (_, Some(Data::Numbers(v))) if v.is_empty() => Ok(Values::Bytes(Vec::new())),
+            (_, Some(Data::Numbers(_))) => {
+                Err(bad("BYTES data must be strings (or use binary_data_size)"))
+            }
+            ("FP32", None) => Ok(Values::Fp32(Vec::new())),
+            (_, None) => Ok(Values::Bytes(Vec::new())),
+        }
     })
 }
 
-/// A tensor's shape: an array of at most [`v2::MAX_RANK`] integers, anything else refused.
-fn shape_of(v: &Value) -> Result<Vec<i64>, ApiError> {
-    let entries = v
-        .as_array()
-        .ok_or_else(|| bad("\"shape\" must be an array of integers"))?;
-    if entries.len() > v2::MAX_RANK {
-        return Err(bad(format!(
-            "\"shape\" has {} dimensions; at most {} are accepted",
-            entries.len(),
-            v2::MAX_RANK
-        )));
-    }
-    entries
-        .iter()
-        .map(|e| {
-            e.as_i64()
-                .ok_or_else(|| bad(format!("\"shape\" entries must be integers; got {e}")))
-        })
-        .collect()
-}
-
-/// Every value of a (possibly nested) JSON array, depth first.
-fn flat<'a>(
-    data: &'a Value,
-    mut each: impl FnMut(&'a Value) -> Result<(), ApiError>,
-) -> Result<(), ApiError> {
-    let mut stack = vec![data];
-    while let Some(v) = stack.pop() {
-        match v {
-            Value::Array(items) => stack.extend(items.iter().rev()),
-            leaf => each(leaf)?,
-        }
-    }
-    Ok(())
-}
-
-fn flat_strings(data: &Value) -> Result<Vec<Bytes>, ApiError> {
-    let mut out = Vec::new();
-    flat(data, |v| match v {
-        Value::String(s) => {
-            out.push(Bytes::copy_from_slice(s.as_bytes()));
-            Ok(())
-        }
-        _ => Err(bad("BYTES data must be strings (or use binary_data_size)")),
-    })?;
-    Ok(out)
-}
-
-fn flat_numbers(data: &Value) -> Result<Vec<f32>, ApiError> {
-    let mut out = Vec::new();
-    flat(data, |v| match v.as_f64() {
-        Some(x) => {
-            out.push(x as f32);
-            Ok(())
-        }
-        None => Err(bad("FP32 data must be numbers (or use binary_data_size)")),
-    })?;
-    Ok(out)
-}
-
 /// What the client asked of the output: binary or JSON, and the classification count.
-fn output_wanted(sig: &Signature, header: &Value) -> Result<(bool, Option<usize>), ApiError> {
-    let Some(outputs) = header["outputs"].as_array() else {
-        let binary = header["parameters"]["binary_data_output"].as_bool();
+fn output_wanted(
+    sig: &Signature,
+    header: &InferRequest,
+) -> Result<(bool, Option<usize>), ApiError> {
+    let Some(outputs) = &header.outputs else {
+        let binary = header.parameters.flag("binary_data_output");
         return Ok((binary.unwrap_or(false), None));
     };
-    let [out] = outputs.as_slice() else {
+    let [out] = outputs.0.as_slice() else {
         return Err(bad(format!(
             "the model has one output, {}",
             sig.output.name
         )));
     };
-    sig.check_output(out["name"].as_str().unwrap_or(""))?;
-    let p = &out["parameters"];
-    let k = match &p["classification"] {
-        Value::Null => None,
-        v => Some(
-            v.as_i64()
-                .ok_or_else(|| bad("classification must be an integer"))?,
-        ),
+    sig.check_output(&out.name)?;
+    let p = &out.parameters;
+    let k = match p.get("classification") {
+        None => None,
+        Some(Param::Int(k)) => Some(*k),
+        Some(_) => return Err(bad("classification must be an integer")),
     };
     Ok((
-        p["binary_data"].as_bool().unwrap_or(false),
+        p.flag("binary_data").unwrap_or(false),
         v2::classification(k)?,
     ))
 }
@@ -297,7 +269,7 @@ async fn infer(app: &Arc<App>, req: Request<Incoming>) -> Result<HttpResponse, A
         let body = read_body(req, http.max_body_bytes, deadline, http.request_timeout).await?;
         split_body(&headers, body)
     };
-    let (header, binary) = match read.await {
+    let (mut header, binary) = match read.await {
         Ok(parts) => parts,
         Err(e) => {
             app.v2_stats.fail(model, started.elapsed());
@@ -306,12 +278,12 @@ async fn infer(app: &Arc<App>, req: Request<Incoming>) -> Result<HttpResponse, A
     };
     let mut binary_out = false;
     let (pipeline, output) = infer::serve(app, model, &headers, started, |sig| {
-        let (wants_binary, k) = output_wanted(sig, &header)?;
+        let (parsed, wants_binary) = parse(sig, &mut header, binary)?;
         binary_out = wants_binary;
-        Ok((inputs(sig, &header, binary)?, k))
+        Ok(parsed)
     })
     .await?;
-    let id = header["id"].as_str().map(str::to_owned);
+    let id = header.id.take();
     let mut r = response(&model.name(app), id, &output, binary_out);
     super::stamp_model_version(&mut r, &pipeline);
     Ok(r)
@@ -367,34 +339,5 @@ mod tests {
         assert_eq!(route("/v2/models/stats"), Some(ALL_STATS));
         assert_eq!(route("/v2/models//infer"), None);
         assert_eq!(route("/v2/models/m/explode"), None);
-    }
-
-    #[test]
-    fn shapes_are_integers_of_bounded_rank() {
-        assert_eq!(
-            shape_of(&json!([2, 3, 224, 224])).unwrap(),
-            vec![2, 3, 224, 224]
-        );
-        for bad_shape in [
-            json!([1, "x"]),
-            json!([1, null]),
-            json!([{}]),
-            json!([1.5]),
-            json!("1"),
-        ] {
-            let e = shape_of(&bad_shape).unwrap_err();
-            assert_eq!(e.status(), 400, "{bad_shape}");
-        }
-        assert!(shape_of(&json!(vec![0; v2::MAX_RANK + 1])).is_err());
-        assert!(shape_of(&Value::Null).is_err());
-    }
-
-    #[test]
-    fn nested_json_data_flattens_in_order_and_refuses_mixed_types() {
-        let v = json!([[1.0, 2.5], [3, [4]]]);
-        assert_eq!(flat_numbers(&v).unwrap(), vec![1.0, 2.5, 3.0, 4.0]);
-        assert!(flat_numbers(&json!([1, "x"])).is_err());
-        assert_eq!(flat_strings(&json!([["a"], "b"])).unwrap(), vec!["a", "b"]);
-        assert!(flat_strings(&json!(["a", 1])).is_err());
     }
 }

@@ -225,7 +225,19 @@ pub fn tensors(raw: Bytes, n: usize) -> Result<Vec<Bytes>, ApiError> {
 
 /// The `n` tensors of FP32 values given as numbers (JSON's `data`), as [`tensors`].
 pub fn tensors_from_values(values: &[f32], n: usize) -> Result<Vec<Bytes>, ApiError> {
-    let raw: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let want = n.saturating_mul(TENSOR_BYTES / 4);
+    if values.len() != want {
+        return Err(bad(format!(
+            "{n} FP32 tensors of 3×224×224 are {want} values ({} bytes); got {}",
+            want.saturating_mul(4),
+            values.len()
+        )));
+    }
+    // Sized once: the values are checked before a byte is copied.
+    let mut raw = Vec::with_capacity(values.len() * 4);
+    for v in values {
+        raw.extend_from_slice(&v.to_le_bytes());
+    }
     tensors(raw.into(), n)
 }
 
@@ -330,7 +342,7 @@ pub fn cut(
 ) -> Result<Vec<Bytes>, ApiError> {
     let elements = match (sig.input.datatype, raw) {
         ("FP32", Some(raw)) => return tensors(raw, n),
-        (_, Some(raw)) => bytes_elements(raw)?,
+        (_, Some(raw)) => bytes_elements(raw, n)?,
         (_, None) => match typed()? {
             Values::Fp32(v) => return tensors_from_values(&v, n),
             Values::Bytes(b) => b,
@@ -345,10 +357,16 @@ pub fn cut(
     Ok(elements)
 }
 
-/// Splits a binary BYTES tensor: each element a 4-byte little-endian length, then the bytes.
-pub fn bytes_elements(mut raw: Bytes) -> Result<Vec<Bytes>, ApiError> {
+/// Splits a binary BYTES tensor: each element a 4-byte little-endian length, then the bytes;
+/// refused past `max` elements (4 bytes each on the wire, a 32-byte handle each in memory).
+pub fn bytes_elements(mut raw: Bytes, max: usize) -> Result<Vec<Bytes>, ApiError> {
     let mut out = Vec::new();
     while !raw.is_empty() {
+        if out.len() == max {
+            return Err(bad(format!(
+                "the BYTES tensor holds more than {max} elements"
+            )));
+        }
         let head: [u8; 4] = raw
             .get(..4)
             .and_then(|h| h.try_into().ok())

@@ -101,7 +101,7 @@ fn outputs_are_rows_or_classification_strings_with_their_binary_forms() {
     assert_eq!(o.data, OutputData::Strings(want.map(String::from).into()));
     let raw = o.raw();
     assert_eq!(&raw[..4], &12u32.to_le_bytes());
-    assert_eq!(bytes_elements(raw.into()).unwrap()[3], "1.000000:3:d");
+    assert_eq!(bytes_elements(raw.into(), 8).unwrap()[3], "1.000000:3:d");
     let o = Output::new(&sig, &[], &rows, None);
     assert_eq!((o.shape, o.datatype()), ([2, 4], "FP32"));
     assert_eq!(&o.raw()[4..8], &3.0f32.to_le_bytes());
@@ -119,8 +119,18 @@ fn binary_bytes_elements_split_and_refuse_short_input() {
         raw.extend_from_slice(&(e.len() as u32).to_le_bytes());
         raw.extend_from_slice(e);
     }
-    let els = bytes_elements(Bytes::from(raw.clone())).unwrap();
+    let els = bytes_elements(Bytes::from(raw.clone()), 8).unwrap();
     assert_eq!(els, vec![&b"ab"[..], b"", b"xyz"]);
-    assert!(bytes_elements(Bytes::from(raw[..raw.len() - 1].to_vec())).is_err());
-    assert!(bytes_elements(Bytes::from_static(&[1, 0])).is_err());
+    assert!(bytes_elements(Bytes::from(raw[..raw.len() - 1].to_vec()), 8).is_err());
+    assert!(bytes_elements(Bytes::from_static(&[1, 0]), 8).is_err());
+    assert!(
+        bytes_elements(Bytes::from_static(&[0; 12]), 2).is_err(),
+        "3 empty elements, 2 allowed"
+    );
+    assert_eq!(
+        bytes_elements(Bytes::from_static(&[0; 12]), 3)
+            .unwrap()
+            .len(),
+        3
+    );
 }
