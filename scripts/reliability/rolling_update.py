@@ -90,6 +90,7 @@ def deployment_policy():
         "preStop_s": c["lifecycle"]["preStop"]["sleep"]["seconds"],
         "grace_s": pod["terminationGracePeriodSeconds"],
         "drain_s": float(cm["data"]["GRACEFUL_SHUTDOWN_TIMEOUT"]),
+        "delay_s": float(cm["data"].get("SHUTDOWN_DELAY_SECONDS", 0)),
     }
 
 
@@ -193,7 +194,8 @@ class Pod:
             ARGS.gateway, port, open(self.log_path, "w"), APP_VERSION=version, LOG_LEVEL="INFO",
             MAX_BATCH_SIZE="2", MAX_QUEUE_SIZE="16", WORKERS="1", ENGINE_THREADS="1", DECODE_THREADS="1",
             ENGINE_SPIN="false", ENABLE_TRACING="false", API_KEYS="",
-            GRACEFUL_SHUTDOWN_TIMEOUT=str(policy["drain_s"]), **extra)
+            GRACEFUL_SHUTDOWN_TIMEOUT=str(policy["drain_s"]),
+            SHUTDOWN_DELAY_SECONDS=str(policy["delay_s"]), **extra)
         self.created = now()
         self.ready_at = self.available_at = None
         self.termination = {}
@@ -399,8 +401,9 @@ def main():
         problems.append(f"the Deployment's strategy is {policy['maxSurge']}/{policy['maxUnavailable']}, not 1/0")
     if policy["preStop_s"] < ARGS.propagation + 1:
         problems.append(f"preStop {policy['preStop_s']} s does not cover the LB's {ARGS.propagation} s + 1 s margin")
-    if policy["grace_s"] < policy["preStop_s"] + policy["drain_s"] + 5:
-        problems.append("terminationGracePeriodSeconds < preStop + GRACEFUL_SHUTDOWN_TIMEOUT + 5 s trace flush")
+    if policy["grace_s"] < policy["preStop_s"] + policy["delay_s"] + policy["drain_s"] + 5:
+        problems.append("terminationGracePeriodSeconds < preStop + SHUTDOWN_DELAY_SECONDS + "
+                        "GRACEFUL_SHUTDOWN_TIMEOUT + 5 s trace flush")
 
     tmp = tempfile.mkdtemp(prefix="rolling-update-")
     names = ["v100-a", "v100-b", "v110-a", "v110-b", "v100-c", "v100-d", "v120-a"]
@@ -433,7 +436,7 @@ def main():
         # minReadySeconds), then the last old pod's preStop and drain.
         # Longer is covered by further loadtest runs; shorter only idles.
         per_pod = min(startup, 4) + policy["startup_period_s"] + policy["minReadySeconds"]
-        roll_s = LEAD_S + 2 * per_pod + policy["preStop_s"] + 1 + TAIL_S
+        roll_s = LEAD_S + 2 * per_pod + policy["preStop_s"] + policy["delay_s"] + 1 + TAIL_S
 
         row, _ = run_phase("baseline", cluster, sampler, lb_port, 6, lambda: None, warmup_s=2)
         rows.append(row)
