@@ -29,6 +29,7 @@ pub mod imaging;
 pub mod telemetry;
 
 pub mod batching;
+mod body;
 mod conn;
 mod grpc;
 mod http;

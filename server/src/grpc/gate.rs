@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{Full, Limited};
 use tonic::codegen::{http, Service};
 
 use crate::error::ApiError;
@@ -57,15 +57,15 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let path = req.uri().path().to_owned();
         let app = self.app.clone();
-        if KEYED.contains(&path.as_str()) {
+        let keyed = KEYED.into_iter().find(|k| *k == req.uri().path());
+        if let Some(route) = keyed {
             if let Err(e) = app.authorize(req.headers()) {
-                return Box::pin(async move { Ok(refuse(&app, &path, &e)) });
+                return Box::pin(async move { Ok(refuse(&app, route, &e)) });
             }
         }
         let (parts, body) = req.into_parts();
-        if path != INFER {
+        if keyed != Some(INFER) {
             let body = tonic::body::Body::new(Limited::new(body, SMALL_CALL));
             return Box::pin(self.inner.call(http::Request::from_parts(parts, body)));
         }
@@ -73,22 +73,16 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
-            let limit = app.config.http.max_body_bytes + FRAME_HEADER;
-            let bytes = match Limited::new(body, limit).collect().await {
-                Ok(c) => c.to_bytes(),
-                Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                    let e = ApiError::BodyTooLarge {
-                        limit: limit - FRAME_HEADER,
-                    };
-                    return Ok(refuse(&app, &path, &e));
+            let max = app.config.http.max_body_bytes;
+            let bytes = match crate::body::read_whole(body, max + FRAME_HEADER, 0).await {
+                Ok(bytes) => bytes,
+                Err(ApiError::BodyTooLarge { .. }) => {
+                    return Ok(refuse(&app, INFER, &ApiError::BodyTooLarge { limit: max }));
                 }
-                Err(e) => {
-                    let e = ApiError::bad_request("body_read_failed", e.to_string());
-                    return Ok(refuse(&app, &path, &e));
-                }
+                Err(e) => return Ok(refuse(&app, INFER, &e)),
             };
             if let Err(m) = one_message(&bytes).and_then(super::wire::check_infer) {
-                return Ok(refuse(&app, &path, &crate::v2::bad(m)));
+                return Ok(refuse(&app, INFER, &crate::v2::bad(m)));
             }
             let body = tonic::body::Body::new(Full::new(bytes));
             inner.call(http::Request::from_parts(parts, body)).await
@@ -113,13 +107,11 @@ fn one_message(b: &[u8]) -> Result<&[u8], String> {
     }
 }
 
-/// The refusal, recorded as the service records calls (a rejection and a request line).
-fn refuse(app: &App, path: &str, e: &ApiError) -> Answer {
-    app.metrics.reject(e.reject_reason());
-    let route = KEYED
-        .into_iter()
-        .find(|k| *k == path)
-        .unwrap_or("/inference.GRPCInferenceService/other");
+/// The refusal of a call on `route`, recorded as the service records calls.
+fn refuse(app: &App, route: &'static str, e: &ApiError) -> Answer {
+    if super::counts_as_rejection(route) {
+        app.metrics.reject(e.reject_reason());
+    }
     let status = e.status().as_u16();
     app.metrics
         .observe_request("POST", route, status, 0.0, None);

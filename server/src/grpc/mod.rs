@@ -41,6 +41,16 @@ const GRPC_RESET_STREAMS: usize = 1024;
 /// Streams a client may open and reset before the server accepts them (h2's default).
 const GRPC_PENDING_RESETS: usize = 20;
 
+/// Whether a refused call on `route` counts in `inference_requests_rejected_total`: not the
+/// repository methods' (a refused model load is the operator's, as on HTTP's repository routes).
+fn counts_as_rejection(route: &str) -> bool {
+    !route
+        .rsplit('/')
+        .next()
+        .unwrap_or(route)
+        .starts_with("Repository")
+}
+
 /// The running gRPC server.
 pub(crate) struct Grpc {
     task: JoinHandle<()>,
@@ -115,5 +125,23 @@ impl Grpc {
             tracing::warn!("gRPC calls still open at the shutdown deadline");
             abort.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::counts_as_rejection;
+
+    #[test]
+    fn repository_refusals_are_not_counted_as_rejections() {
+        assert!(counts_as_rejection(
+            "/inference.GRPCInferenceService/ModelInfer"
+        ));
+        assert!(!counts_as_rejection(
+            "/inference.GRPCInferenceService/RepositoryIndex"
+        ));
+        assert!(!counts_as_rejection(
+            "/inference.GRPCInferenceService/RepositoryModelLoad"
+        ));
     }
 }

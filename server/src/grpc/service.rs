@@ -62,7 +62,7 @@ impl Service {
         let status = match &result {
             Ok(_) => hyper::StatusCode::OK,
             Err(e) => {
-                if !method.starts_with("Repository") {
+                if super::counts_as_rejection(route) {
                     app.metrics.reject(e.reject_reason());
                 }
                 crate::http::note_error(e, app);

@@ -202,13 +202,12 @@ fn inputs(
     let n = sig.batch_of(name, &input.datatype, &shape)?;
     let raw = match input.parameters.get("binary_data_size") {
         None => None,
-        Some(Param::Int(size)) if *size >= 0 && *size as usize <= binary.len() => {
-            Some(binary.slice(..*size as usize))
-        }
-        Some(Param::Int(_)) => {
-            return Err(bad("binary_data_size is larger than the binary section"));
-        }
-        Some(_) => return Err(bad("binary_data_size must be an integer")),
+        Some(&Param::Int(size)) => match usize::try_from(size) {
+            Ok(size) if size <= binary.len() => Some(binary.slice(..size)),
+            Ok(_) => return Err(bad("binary_data_size is larger than the binary section")),
+            Err(_) => return Err(bad("binary_data_size must be a non-negative integer")),
+        },
+        Some(_) => return Err(bad("binary_data_size must be a non-negative integer")),
     };
     let data = input.data.take();
     v2::cut(sig, (name, &shape), n, raw, || {

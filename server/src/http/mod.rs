@@ -18,8 +18,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
-use http_body_util::{BodyExt, Full};
+use bytes::Bytes;
+use http_body_util::Full;
 use hyper::body::{Body, Incoming};
 use hyper::header::{HeaderMap, HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
@@ -280,37 +280,11 @@ pub(crate) async fn read_body(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::BodyTooLarge { limit });
     }
-    let capacity = declared.map_or(0, |n| n as usize);
-    let read = collect(req.into_body(), limit, capacity);
+    let read = crate::body::read_whole(req.into_body(), limit, declared.map_or(0, |n| n as usize));
     match tokio::time::timeout_at(deadline.into(), read).await {
         Err(_) => Err(ApiError::Deadline(timeout)),
         Ok(result) => result,
     }
-}
-
-/// The body in one buffer of its declared size, each chunk copied in and let go as it comes
-/// (hyper's read buffers are not held until the end): the body costs its size once.
-async fn collect(mut body: Incoming, limit: usize, capacity: usize) -> Result<Bytes, ApiError> {
-    let mut buf = BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| {
-            ApiError::bad_request(
-                "body_read_failed",
-                format!("the request body could not be read: {e}"),
-            )
-        })?;
-        if let Ok(data) = frame.into_data() {
-            if buf.len() + data.len() > limit {
-                return Err(ApiError::BodyTooLarge { limit });
-            }
-            if buf.capacity() == 0 {
-                // Once bytes arrive: a client that declares a size and sends nothing holds none.
-                buf.reserve(capacity.max(data.len()));
-            }
-            buf.extend_from_slice(&data);
-        }
-    }
-    Ok(buf.freeze())
 }
 
 async fn predict(app: &App, req: Request<Incoming>) -> Result<HttpResponse, ApiError> {
