@@ -48,7 +48,8 @@ class Gateway:
         env = dict(GRPC_PORT=str(self.grpc_port), MAX_BODY_BYTES=str(MAX_BODY), MAX_QUEUE_SIZE="8",
                    REQUEST_TIMEOUT="3", DECODE_THREADS="2", MAX_IMAGE_PIXELS="4000000", MAX_BATCH_SIZE="4",
                    HANDSHAKE_TIMEOUT="2", GRPC_KEEPALIVE_INTERVAL="2", GRPC_KEEPALIVE_TIMEOUT="1",
-                   MAX_CONNECTIONS="48", **extra)
+                   MAX_CONNECTIONS="48", SEND_TIMEOUT="2")
+        env.update(extra)
         if keys:
             env["API_KEYS"] = KEY
         self.proc = start_gateway(binary, self.port, self.log, **env)
@@ -340,6 +341,80 @@ def grpc_bare_preface(gw):
     s.close()
 
 
+def unread_answers(gw):
+    """HTTP/1.1: 400 pipelined `/metrics` requests whose answers the client never reads (its
+    receive buffer 4 KiB). The server's write blocks; SEND_TIMEOUT (2 s here) closes the
+    connection, where before it waited for the reader for good."""
+    n, got = 400, []
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", gw.port))
+    s.sendall(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n" * n)
+
+    def run():
+        time.sleep(5)
+        s.settimeout(20)
+        data = b""
+        try:
+            while chunk := s.recv(1 << 20):
+                data += chunk
+        except OSError:
+            pass
+        got.append(data.count(b"HTTP/1.1 200"))
+        s.close()
+    attack(gw, "HTTP/1.1, 400 pipelined answers never read", run, 0)
+    check(got[0] < n, f"  closed by the send timeout after {got[0]} of {n} answers")
+
+
+def grpc_made_you_reset(gw):
+    """HTTP/2 "MadeYouReset" (2025): each stream opened, then made invalid (a WINDOW_UPDATE that
+    overflows its window), so the server resets it itself (RST_STREAM FLOW_CONTROL_ERROR). h2's
+    cap on such resets (1 024, h2's default; tonic's default turned it off) must end the
+    connection with a GOAWAY; 4 000 are tried."""
+    s, conn = h2_connect(gw)
+    head = [(":method", "POST"), (":path", SVC + "ServerLive"), (":scheme", "http"), (":authority", "x"),
+            ("content-type", "application/grpc"), ("te", "trailers")] + gw.meta
+    got = []
+
+    def goaway_in(data):
+        while len(data) >= 9:
+            length = int.from_bytes(data[:3], "big")
+            if data[3] == 0x7 and len(data) >= 17:
+                return data[13:17].hex(), b""  # its error code
+            if len(data) < 9 + length:
+                break
+            data = data[9 + length:]
+        return False, data
+
+    def run():
+        pending, sent, seen = b"", 0, False
+        s.settimeout(5)
+        try:
+            while sent < 4000 and not seen:
+                sid = conn.get_next_available_stream_id()
+                conn.send_headers(sid, head, end_stream=True)
+                s.sendall(conn.data_to_send() + b"\x00\x00\x04\x08\x00" + struct.pack(">II", sid, 0x7FFFFFFF))
+                sent += 1
+                try:
+                    pending += s.recv(1 << 16, socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    pass
+                seen, pending = goaway_in(pending)
+            s.settimeout(3)
+            while not seen:
+                chunk = s.recv(1 << 16)
+                if not chunk:
+                    break
+                seen, pending = goaway_in(pending + chunk)
+        except OSError:
+            pass
+        got.append((sent, seen))
+        s.close()
+    attack(gw, "gRPC port, streams the server is made to reset (MadeYouReset)", run, 0)
+    sent, code = got[0]
+    check(code and sent < 2000, f"  GOAWAY (error {code}) after {sent} streams made to reset")
+
+
 def v2_shape(gw):
     """Shapes with entries that are not integers: refused, not read as the integers among them
     (`[1, "x", 3, 224, 224]` was once taken for `[1, 3, 224, 224]`)."""
@@ -380,7 +455,7 @@ def connection_cap(gw):
     check(b"503" in answer[:12] and b"too_many_connections" in answer,
           f"[connection cap, 48 idle] the 49th is refused at once: {answer[:12]!r} in {took * 1e3:.0f} ms")
     closed = [closed_within(s, 12) for s in socks[:1]]
-    check(closed[0] is not None, f"  an idle connection is closed by the header timeout (10 s): {closed[0]}")
+    check(closed[0] is not None, f"  an idle connection is closed by HANDSHAKE_TIMEOUT (2 s here), the header timeout: {closed[0]}")
     for s in socks:
         s.close()
     wait_until(lambda: gw.health_time()[0] == 200, 15, "the cap to free")
@@ -432,7 +507,8 @@ def main():
         gw = Gateway(args.binary, tmp, keys)
         print(f"\n== API keys {'on' if keys else 'off'}; quiet /predict {gw.quiet * 1e3:.0f} ms", flush=True)
         for a in (progressive_scans, gif_frame, v2_declared_length, v2_slow_body, slow_uploads, grpc_expansion,
-                  grpc_trailing_messages, grpc_silent, grpc_bare_preface, v2_shape, v2_json_expansion):
+                  grpc_trailing_messages, grpc_silent, grpc_bare_preface, grpc_made_you_reset, unread_answers,
+                  v2_shape, v2_json_expansion):
             a(gw)
         for method in ("ServerLive", "RepositoryIndex"):
             grpc_big_no_key(gw, method)

@@ -107,9 +107,13 @@ pub async fn load(app: &Arc<App>) -> Result<Reloaded, ReloadError> {
         .pending_load
         .lock()
         .get_or_insert_with(|| {
-            let app = app.clone();
+            // The waiting future lives in `app`: it holds `app` weakly, or an abandoned one
+            // would keep `app` alive for good (a cycle).
+            let weak = Arc::downgrade(app);
+            let reloading = app.reloading.clone();
             async move {
-                let turn = app.reloading.clone().lock_owned().await;
+                let turn = reloading.lock_owned().await;
+                let app = weak.upgrade().ok_or(ReloadError::NotServing)?;
                 // Started: later requests make a reload of their own (the file may change).
                 app.pending_load.lock().take();
                 let task = async move {

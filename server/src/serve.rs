@@ -19,8 +19,6 @@ use crate::batching::batcher::{self, BatcherConfig};
 use crate::config::{Config, Device};
 use crate::{http, App, Pipeline};
 
-/// Slowest client allowed to send its request headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Batch buffers per CPU lane: one. With a single CPU lane a second, pre-formed batch would only
 /// be smaller than what waits when the lane frees up.
 const CPU_BUFFERS_PER_LANE: usize = 1;
@@ -208,6 +206,11 @@ fn accept(
         return;
     };
     let _ = stream.set_nodelay(true);
+    let conn = &app.config.http.conn;
+    let (head_timeout, stream) = (
+        conn.handshake_timeout,
+        crate::conn::Counted::new(stream, slot, conn.send_timeout),
+    );
     let app = app.clone();
     let svc = service_fn(move |req| {
         let app = app.clone();
@@ -215,7 +218,7 @@ fn accept(
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(head_timeout)
         .serve_connection(TokioIo::new(stream), svc);
     let conn = graceful.watch(conn);
     tokio::spawn(
@@ -223,7 +226,6 @@ fn accept(
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
-            drop(slot);
         }
         .with_current_subscriber(),
     );

@@ -12,8 +12,12 @@ pub struct ConnConfig {
     /// connection gets 503 `too_many_connections` and is closed; a gRPC one is closed at once.
     pub max_connections: usize,
     /// `HANDSHAKE_TIMEOUT` (default 10 s): a gRPC connection that sends nothing for this long
-    /// after it opens is closed (HTTP/1.1's header read timeout is the same 10 s).
+    /// after it opens is closed. HTTP/1.1: a request's head must arrive within this long of the
+    /// connection opening or of the last answer, so it is also the idle keep-alive timeout.
     pub handshake_timeout: Duration,
+    /// `SEND_TIMEOUT` (default 30 s): a write the client leaves blocked (it reads nothing) for
+    /// this long fails and closes the connection, on both ports.
+    pub send_timeout: Duration,
     /// `GRPC_KEEPALIVE_INTERVAL` (default 30 s): HTTP/2 PING on an idle gRPC connection.
     pub keepalive_interval: Duration,
     /// `GRPC_KEEPALIVE_TIMEOUT` (default 10 s): a PING unanswered for this long closes the
@@ -34,6 +38,7 @@ pub(super) fn conn_config<F: Fn(&str) -> Option<String>>(
     Ok(ConnConfig {
         max_connections: env.number("MAX_CONNECTIONS", 1024, 1)?,
         handshake_timeout: env.seconds("HANDSHAKE_TIMEOUT", 10.0)?,
+        send_timeout: env.seconds("SEND_TIMEOUT", 30.0)?,
         keepalive_interval: env.seconds("GRPC_KEEPALIVE_INTERVAL", 30.0)?,
         keepalive_timeout: env.seconds("GRPC_KEEPALIVE_TIMEOUT", 10.0)?,
         max_connection_age: (age > 0.0).then(|| Duration::from_secs_f64(age)),
@@ -61,6 +66,7 @@ mod tests {
         assert_eq!(d.max_connections, 1024);
         assert_eq!(d.max_connection_age, Some(Duration::from_secs(1800)));
         assert_eq!(d.shutdown_delay, Duration::ZERO);
+        assert_eq!(d.send_timeout, Duration::from_secs(30));
         let c = read(&[
             ("GRPC_MAX_CONNECTION_AGE", "0"),
             ("SHUTDOWN_DELAY_SECONDS", "5"),
@@ -71,6 +77,7 @@ mod tests {
         for (var, value) in [
             ("MAX_CONNECTIONS", "0"),
             ("HANDSHAKE_TIMEOUT", "-1"),
+            ("SEND_TIMEOUT", "0"),
             ("SHUTDOWN_DELAY_SECONDS", "soon"),
         ] {
             assert_eq!(read(&[(var, value)]).unwrap_err().var, var);

@@ -73,8 +73,12 @@ pub(crate) fn spawn(app: Arc<App>, listener: TcpListener) -> Grpc {
     let metrics = app.metrics.clone();
     let cap = crate::conn::Cap::new(conn.max_connections);
     let refused = move || metrics.reject("too_many_connections");
-    let (accept, incoming) =
-        crate::conn::accept_grpc(listener, cap, conn.handshake_timeout, refused);
+    let (accept, incoming) = crate::conn::accept_grpc(
+        listener,
+        cap,
+        (conn.handshake_timeout, conn.send_timeout),
+        refused,
+    );
     let incoming = futures_util::stream::unfold(incoming, |mut rx| async {
         rx.recv().await.map(|c| (c, rx))
     });
