@@ -4,7 +4,8 @@
 //! it knows to have room; the lane runs it and calls the callback with the buffer and the
 //! outcome. A panicking backend turns into [`EngineError::Panicked`] for that batch and the lane
 //! builds a fresh backend before taking the next one ([`crate::supervise`]): while it cannot,
-//! its [`Health`] reads down and its jobs fail at once with [`EngineError::Restarting`].
+//! its [`Health`] reads down and its jobs fail at once with [`EngineError::Restarting`]. A lane
+//! thread that dies outright marks the engine dead ([`DeathWatch`]).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -12,35 +13,10 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 
-use crate::supervise::{self, Health};
-use crate::{Backend, BatchBuffer, EngineError, StageTiming};
-
-/// Builds the backend of lane `i`, on that lane's thread.
-pub type BackendFactory = Arc<dyn Fn(usize) -> Result<Box<dyn Backend>, EngineError> + Send + Sync>;
-
-/// The result of one batch, borrowed from the lane for the duration of the callback.
-#[derive(Debug)]
-pub struct BatchOutput<'a> {
-    /// `batch.len() × classes` logits, row per image in slot order.
-    pub logits: &'a [f32],
-    /// Width of one row.
-    pub classes: usize,
-    /// Where the lane's time went.
-    pub timings: &'a [StageTiming],
-    /// Which lane ran it.
-    pub lane: usize,
-}
-
-/// Completion callback: gets the buffer back (for reuse) and the outcome.
-pub type JobDone = Box<dyn FnOnce(BatchBuffer, Result<BatchOutput<'_>, EngineError>) + Send>;
-
-/// One batch for a lane.
-pub struct Job {
-    /// The images.
-    pub batch: BatchBuffer,
-    /// Called exactly once, on the lane thread, when the batch is done or failed.
-    pub done: JobDone,
-}
+use crate::health::{DeathWatch, Health};
+use crate::job::{BackendFactory, BatchOutput, Job};
+use crate::supervise;
+use crate::{Backend, BatchBuffer, EngineError};
 
 /// The running lanes.
 pub struct Lanes {
@@ -164,7 +140,7 @@ fn lane_main(
     warmup: Vec<usize>,
     health: &Health,
 ) {
-    let _watch = supervise::DeathWatch { health, lane };
+    let _watch = DeathWatch { health, lane };
     let built = factory(lane).and_then(|mut backend| {
         run_warmup(backend.as_mut(), batch_capacity, &warmup)?;
         Ok(backend)
@@ -249,6 +225,7 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::job::JobDone;
     use crate::testing::Fake;
     use std::sync::atomic::{AtomicUsize, Ordering};
 

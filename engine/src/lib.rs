@@ -18,6 +18,8 @@ mod batch;
 mod cpu;
 mod error;
 pub mod gpu;
+mod health;
+mod job;
 mod lane;
 pub mod probe;
 mod supervise;
@@ -32,8 +34,9 @@ pub use batch::{
 };
 pub use cpu::{init_onnx_runtime, CpuBackend, CpuConfig, ModelSource};
 pub use error::EngineError;
-pub use lane::{BackendFactory, BatchOutput, Job, JobDone, Lanes};
-pub use supervise::Health;
+pub use health::Health;
+pub use job::{BackendFactory, BatchOutput, Job, JobDone};
+pub use lane::Lanes;
 
 /// Time spent in one named stage of executing a batch (`normalize`, `h2d`, `compute`, `d2h`).
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
-use crate::load::{Arrivals, LoadShape, RunConfig, Stop};
+use crate::config::{Arrivals, LoadShape, RunConfig, Stop};
 use crate::request::{BodyFormat, BodySource, Target};
 use crate::scrape::MetricsSource;
 use crate::slo::Slo;

@@ -63,7 +63,7 @@ async fn drive(plan: Plan) -> anyhow::Result<bool> {
         return Ok(report.best.is_some());
     }
     let mut report = loadtest::run(&plan.run, target).await;
-    report.apply_slo(&slo);
+    slo.apply(&mut report);
     print!("{}", report.table());
     if let Some(path) = &plan.json {
         write(path, &serde_json::to_string_pretty(&report)?)?;

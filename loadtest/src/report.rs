@@ -1,4 +1,5 @@
 //! The result of one run: built from the recorder's totals, printed as a table, written as JSON.
+//! It has room for the SLO's verdicts ([`SloResult`]), which [`crate::slo`] fills in.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -7,9 +8,8 @@ use std::time::Instant;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::load::{Arrivals, LoadShape, RunConfig, Stop};
+use crate::config::{Arrivals, LoadShape, RunConfig, Stop};
 use crate::scrape::ServerView;
-use crate::slo::{Slo, SloResult};
 use crate::stats::Totals;
 
 /// Latency summary in milliseconds.
@@ -47,6 +47,18 @@ impl Latency {
             max: ms(h.max()),
         })
     }
+}
+
+/// One threshold's verdict on a run.
+#[derive(Clone, Debug, Serialize)]
+pub struct SloResult {
+    /// The threshold as written.
+    pub threshold: String,
+    /// The measured value (ms for latencies, a ratio for errors, per second for rps); `None`
+    /// when it could not be measured (no successful request), which fails the threshold.
+    pub actual: Option<f64>,
+    /// Whether it holds.
+    pub passed: bool,
 }
 
 /// Everything measured in one run.
@@ -160,12 +172,6 @@ impl RunReport {
             slo_passed: true,
             ok_histogram: Some(t.ok.clone()),
         }
-    }
-
-    /// Records the verdicts of `slo`.
-    pub fn apply_slo(&mut self, slo: &Slo) {
-        self.slo = slo.check(self);
-        self.slo_passed = self.slo.iter().all(|r| r.passed);
     }
 
     /// Any percentile (0–100) of successful latency, in ms.

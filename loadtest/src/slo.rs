@@ -2,9 +2,7 @@
 
 use std::str::FromStr;
 
-use serde::Serialize;
-
-use crate::report::RunReport;
+use crate::report::{RunReport, SloResult};
 use crate::LoadError;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -41,18 +39,6 @@ struct Term {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Slo {
     terms: Vec<Term>,
-}
-
-/// One threshold's verdict on a run.
-#[derive(Clone, Debug, Serialize)]
-pub struct SloResult {
-    /// The threshold as written.
-    pub threshold: String,
-    /// The measured value (ms for latencies, a ratio for errors, per second for rps); `None`
-    /// when it could not be measured (no successful request), which fails the threshold.
-    pub actual: Option<f64>,
-    /// Whether it holds.
-    pub passed: bool,
 }
 
 impl FromStr for Slo {
@@ -158,6 +144,12 @@ impl Slo {
                 }
             })
             .collect()
+    }
+
+    /// Checks every threshold against `run` and records the verdicts in it.
+    pub fn apply(&self, run: &mut RunReport) {
+        run.slo = self.check(run);
+        run.slo_passed = run.slo.iter().all(|r| r.passed);
     }
 
     /// The first latency upper bound, as `(label, ms)`, for charts.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::load::{LoadShape, RunConfig};
+use crate::config::{LoadShape, RunConfig};
 use crate::report::RunReport;
 use crate::slo::Slo;
 use crate::{LoadError, Target};
@@ -122,7 +122,7 @@ pub async fn sweep(
             },
         };
         let mut report = crate::run(&cfg, target.clone()).await;
-        report.apply_slo(slo);
+        slo.apply(&mut report);
         eprintln!(
             "sweep {:?}={value}: {:.1}/s 2xx, p99 {} ms, slo {}",
             spec.axis,

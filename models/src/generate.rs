@@ -19,6 +19,7 @@ use prost::Message;
 use crate::onnx::{GraphProto, ModelProto, OperatorSetIdProto, StringStringEntryProto};
 use crate::resnet::Backbone;
 use crate::rng::Rng;
+use crate::round::{round_sig, DIGITS};
 use crate::{batchnorm, head, synthetic, ModelError};
 
 /// Version of the generator; part of the cached file's name, bumped when the bytes change.
@@ -29,8 +30,6 @@ const CALIBRATION_IMAGES: usize = 64;
 const CALIBRATION_BATCH: usize = 16;
 /// The opset of the generated file.
 const OPSET: i64 = 17;
-/// Significant digits kept of every measured statistic.
-pub(crate) const DIGITS: i32 = 4;
 
 /// Generates the built-in ResNet50 as ONNX bytes. Deterministic: the same seed gives the same
 /// bytes. ONNX Runtime must be initialised ([`engine::init_onnx_runtime`]).
@@ -83,26 +82,4 @@ fn encode(graph: GraphProto, seed: u64) -> Vec<u8> {
         ..Default::default()
     }
     .encode_to_vec()
-}
-
-/// `x` rounded to `digits` significant decimal digits.
-pub(crate) fn round_sig(x: f64, digits: i32) -> f64 {
-    if x == 0.0 || !x.is_finite() {
-        return x;
-    }
-    let factor = 10f64.powi(digits - 1 - x.abs().log10().floor() as i32);
-    (x * factor).round() / factor
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn round_sig_keeps_the_leading_digits() {
-        assert_eq!(round_sig(123_456.0, 4), 123_500.0);
-        assert!((round_sig(0.000_123_456, 4) - 0.000_123_5).abs() < 1e-12);
-        assert_eq!(round_sig(0.0, 4), 0.0);
-        assert_eq!(round_sig(-2.345_67, 3), -2.35);
-    }
 }

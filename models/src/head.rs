@@ -12,9 +12,9 @@
 
 use nalgebra::{DMatrix, SymmetricEigen};
 
-use crate::generate::{round_sig, DIGITS};
 use crate::resnet::FEATURES;
 use crate::rng::Rng;
+use crate::round::{round_sig, DIGITS};
 use crate::NUM_CLASSES;
 
 /// Principal components the classifier reads.

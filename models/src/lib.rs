@@ -18,6 +18,7 @@ mod network;
 pub mod quantize;
 mod resnet;
 mod rng;
+mod round;
 mod synthetic;
 
 use std::path::{Path, PathBuf};

@@ -12,9 +12,11 @@ use tracing::Span;
 use crate::batching::admission::Permit;
 use crate::batching::queue::{InferOutput, Pending};
 use crate::error::ApiError;
+use crate::imaging;
 use crate::imaging::pool::PoolError;
+use crate::lifecycle::Pipeline;
+use crate::service::App;
 use crate::telemetry::trace::spans;
-use crate::{imaging, App, Pipeline};
 
 /// What one input became and what its preparation cost.
 pub(crate) struct Classified {

@@ -47,6 +47,10 @@ pub struct Telemetry {
     pub device: Arc<str>,
 }
 
+/// Called by the batcher thread with the number of each batch it starts (fault-injection
+/// tests: a panic here kills the batcher thread).
+pub type BatcherFault = Arc<dyn Fn(usize) + Send + Sync>;
+
 /// Settings of the batcher thread.
 pub struct BatcherConfig {
     /// Largest batch.
@@ -55,7 +59,7 @@ pub struct BatcherConfig {
     /// admitted images that are still being decoded.
     pub max_delay: Duration,
     /// Test seam: called with each batch's number before it starts.
-    pub fault: Option<crate::serve::BatcherFault>,
+    pub fault: Option<BatcherFault>,
 }
 
 /// Sets its flag if the batcher thread unwinds: the server then fails `/health` (the process

@@ -4,6 +4,7 @@
 mod conn;
 mod otel;
 mod precision;
+pub mod trace;
 
 pub use conn::ConnConfig;
 pub use precision::{Precision, PrecisionConfig};
@@ -164,7 +165,7 @@ pub struct TelemetryConfig {
     /// `ENABLE_METRICS`: serve `/metrics`.
     pub enable_metrics: bool,
     /// `ENABLE_TRACING` and the standard `OTEL_*` variables.
-    pub trace: crate::telemetry::trace::TraceConfig,
+    pub trace: trace::TraceConfig,
 }
 
 /// A variable with a value we cannot use.

@@ -7,8 +7,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::trace::{Sampler, TraceConfig};
 use super::{AppConfig, ConfigError, Env};
-use crate::telemetry::trace::{Sampler, TraceConfig};
 
 /// The `_TRACES_` form of `var` if set, else `var`: (the name that was read, its value).
 fn signal<F: Fn(&str) -> Option<String>>(
@@ -227,7 +227,7 @@ pub(super) fn trace_config<F: Fn(&str) -> Option<String>>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::telemetry::trace::Root;
+    use crate::config::trace::Root;
     use std::collections::HashMap;
 
     fn trace(vars: &[(&str, &str)]) -> Result<TraceConfig, ConfigError> {

@@ -5,9 +5,9 @@ use super::proto::{
     model_infer_response::InferOutputTensor, model_metadata_response::TensorMetadata,
 };
 use crate::error::ApiError;
+use crate::service::App;
 use crate::v2::stats::{Snapshot, Stat};
 use crate::v2::{self, bad, Output, Signature, Values};
-use crate::App;
 
 /// The inputs of a request's one input tensor: from `raw_input_contents` (sliced, not copied)
 /// or the typed `contents`; and the classification count asked of its output.

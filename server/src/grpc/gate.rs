@@ -13,7 +13,7 @@ use http_body_util::{Full, Limited};
 use tonic::codegen::{http, Service};
 
 use crate::error::ApiError;
-use crate::App;
+use crate::service::App;
 
 const INFER: &str = "/inference.GRPCInferenceService/ModelInfer";
 /// The methods that need the API key.
@@ -60,7 +60,7 @@ where
         let app = self.app.clone();
         let keyed = KEYED.into_iter().find(|k| *k == req.uri().path());
         if let Some(route) = keyed {
-            if let Err(e) = app.authorize(req.headers()) {
+            if let Err(e) = app.authorize(crate::headers::api_key(req.headers())) {
                 return Box::pin(async move { Ok(refuse(&app, route, &e)) });
             }
         }

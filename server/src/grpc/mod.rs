@@ -32,7 +32,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tracing::instrument::WithSubscriber;
 
-use crate::App;
+use crate::service::App;
 
 /// Calls one connection may have open at once.
 const GRPC_STREAMS_PER_CONNECTION: usize = 32;

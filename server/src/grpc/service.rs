@@ -13,9 +13,11 @@ use tracing::Instrument;
 use super::convert;
 use super::proto::{self, grpc_inference_service_server::GrpcInferenceService};
 use crate::error::ApiError;
+use crate::headers;
+use crate::service::record::{finish, note_error, user_agent, Done};
+use crate::service::{repository, App};
 use crate::telemetry::trace::spans;
 use crate::v2::{infer, Model};
-use crate::App;
 
 /// The full gRPC path of a method (the `route` label).
 macro_rules! rpc {
@@ -54,22 +56,22 @@ impl Service {
         let quiet = matches!(method, "ServerLive" | "ServerReady" | "ModelReady");
         let port = app.config.http.grpc_port.unwrap_or(0);
         let span = spans::request("POST", route, &headers, peer, port, quiet);
-        let request_id = app.request_id(&headers);
-        let user_agent = crate::http::user_agent(&span, &headers);
+        let request_id = app.request_id(headers::request_id(&headers));
+        let user_agent = user_agent(&span, || headers::user_agent(&headers));
         let result = work(req.into_inner(), headers)
             .instrument(span.clone())
             .await;
         let status = match &result {
-            Ok(_) => hyper::StatusCode::OK,
+            Ok(_) => 200,
             Err(e) => {
                 if super::counts_as_rejection(route) {
                     app.metrics.reject(e.reject_reason());
                 }
-                crate::http::note_error(e, app);
-                e.status()
+                note_error(e, app);
+                e.status().as_u16()
             }
         };
-        let done = crate::http::Done {
+        let done = Done {
             method: "POST",
             route,
             status,
@@ -77,7 +79,7 @@ impl Service {
             user_agent,
             elapsed: started.elapsed(),
         };
-        crate::http::finish(app, &span, done);
+        finish(app, &span, done);
         match result {
             Ok(v) => {
                 let mut r = Response::new(v);
@@ -105,12 +107,13 @@ impl Service {
     async fn infer(
         &self,
         mut req: proto::ModelInferRequest,
-        headers: HeaderMap,
     ) -> Result<proto::ModelInferResponse, ApiError> {
         let app = &self.app;
         let started = Instant::now();
         let model = self.model(&req.model_name, &req.model_version)?;
-        let (_, output) = infer::serve(app, model, &headers, started, |sig| {
+        // The key was checked by the gate, from the headers, before the message was read.
+        let pipeline = app.pipeline()?;
+        let (_, output) = infer::serve(app, model, pipeline, started, |sig| {
             convert::parse(sig, &mut req)
         })
         .await?;
@@ -189,7 +192,7 @@ impl GrpcInferenceService for Service {
         &self,
         req: Request<proto::ModelInferRequest>,
     ) -> Answer<proto::ModelInferResponse> {
-        self.call(rpc!("ModelInfer"), req, |m, headers| self.infer(m, headers))
+        self.call(rpc!("ModelInfer"), req, |m, _| self.infer(m))
             .await
     }
 
@@ -242,8 +245,8 @@ impl GrpcInferenceService for Service {
         req: Request<proto::RepositoryIndexRequest>,
     ) -> Answer<proto::RepositoryIndexResponse> {
         self.call(rpc!("RepositoryIndex"), req, |_, headers| async move {
-            self.app.authorize(&headers)?;
-            let models = crate::http::repository_entries(&self.app)
+            self.app.authorize(headers::api_key(&headers))?;
+            let models = repository::entries(&self.app)
                 .into_iter()
                 .map(|e| proto::repository_index_response::ModelIndex {
                     name: e.name,
@@ -262,9 +265,9 @@ impl GrpcInferenceService for Service {
         req: Request<proto::RepositoryModelLoadRequest>,
     ) -> Answer<proto::RepositoryModelLoadResponse> {
         self.call(rpc!("RepositoryModelLoad"), req, |m, headers| async move {
-            self.app.authorize(&headers)?;
+            self.app.authorize(headers::api_key(&headers))?;
             self.model(&m.model_name, "")?;
-            crate::http::repository_reload(&self.app).await?;
+            repository::load(&self.app).await?;
             Ok(proto::RepositoryModelLoadResponse {})
         })
         .await
@@ -278,9 +281,9 @@ impl GrpcInferenceService for Service {
             rpc!("RepositoryModelUnload"),
             req,
             |m, headers| async move {
-                self.app.authorize(&headers)?;
+                self.app.authorize(headers::api_key(&headers))?;
                 self.model(&m.model_name, "")?;
-                Err(crate::http::unload_refused())
+                Err(repository::unload_refused())
             },
         )
         .await

@@ -17,8 +17,9 @@ use serde_json::{json, Value};
 use super::infer_json::{self, Data, InferRequest, Param};
 use super::{json as json_response, read_body, HttpResponse};
 use crate::error::ApiError;
+use crate::headers;
+use crate::service::App;
 use crate::v2::{self, bad, infer, Model, Output, OutputData, Signature, Values};
-use crate::App;
 
 /// Route templates (the `route` label); a `/versions/{version}` segment maps to the same one.
 pub const ROOT: &str = "/v2";
@@ -261,22 +262,22 @@ async fn infer(app: &Arc<App>, req: Request<Incoming>) -> Result<HttpResponse, A
     let headers = req.headers().clone();
     let read = async {
         // Refused before the body is read when no model serves or the key is wrong.
-        app.pipeline()?;
-        app.authorize(&headers)?;
+        let pipeline = app.pipeline()?;
+        app.authorize(headers::api_key(&headers))?;
         let http = &app.config.http;
         let deadline = started + http.request_timeout;
         let body = read_body(req, http.max_body_bytes, deadline, http.request_timeout).await?;
-        split_body(&headers, body)
+        split_body(&headers, body).map(|parts| (pipeline, parts))
     };
-    let (mut header, binary) = match read.await {
-        Ok(parts) => parts,
+    let (pipeline, (mut header, binary)) = match read.await {
+        Ok(read) => read,
         Err(e) => {
             app.v2_stats.fail(model, started.elapsed());
             return Err(e);
         }
     };
     let mut binary_out = false;
-    let (pipeline, output) = infer::serve(app, model, &headers, started, |sig| {
+    let (pipeline, output) = infer::serve(app, model, pipeline, started, |sig| {
         let (parsed, wants_binary) = parse(sig, &mut header, binary)?;
         binary_out = wants_binary;
         Ok(parsed)

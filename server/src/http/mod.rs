@@ -3,16 +3,13 @@
 //! through [`handle`], which adds `x-request-id`, records the HTTP metrics and writes the
 //! access-log line.
 
+mod accept;
 mod infer_json;
 pub mod intake;
 pub(crate) mod kserve;
 pub(crate) mod multipart;
 pub mod predict;
 mod repository;
-
-pub(crate) use repository::{
-    entries as repository_entries, reload as repository_reload, unload_refused,
-};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,16 +18,20 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::{Body, Incoming};
-use hyper::header::{HeaderMap, HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
-use tracing::{Instrument, Span};
+use tracing::Instrument;
 
 use crate::batching::queue::InferOutput;
 use crate::error::ApiError;
+use crate::headers;
 use crate::infer::classify_image;
+use crate::lifecycle::Pipeline;
+use crate::service::record::{finish, note_error, user_agent, Done};
+use crate::service::App;
 use crate::telemetry::metrics::OPENMETRICS_CONTENT_TYPE;
 use crate::telemetry::trace::spans;
-use crate::{App, Pipeline};
+pub(crate) use accept::accept;
 use predict::{top_k, PredictResponse};
 
 /// The response type of every handler.
@@ -52,8 +53,8 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
     let port = app.config.http.port;
     let span = spans::request(method, route, req.headers(), peer, port, quiet);
     let started = Instant::now();
-    let request_id = app.request_id(req.headers());
-    let user_agent = user_agent(&span, req.headers());
+    let request_id = app.request_id(headers::request_id(req.headers()));
+    let user_agent = user_agent(&span, || headers::user_agent(req.headers()));
     let has_body = !req.body().is_end_stream();
     let result = if v2.is_some() {
         Ok(kserve::serve(&app, req, route)
@@ -85,7 +86,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
     let done = Done {
         method,
         route,
-        status: response.status(),
+        status: response.status().as_u16(),
         request_id: &request_id,
         user_agent,
         elapsed: started.elapsed(),
@@ -114,72 +115,20 @@ async fn route_request(
         )),
         ("/predict", "POST") => predict(app, req).await,
         (repository::INDEX, "POST") => {
-            app.authorize(req.headers())?;
+            app.authorize(headers::api_key(req.headers()))?;
             repository::index(app)
         }
         (repository::LOAD, "POST") => {
-            app.authorize(req.headers())?;
+            app.authorize(headers::api_key(req.headers()))?;
             repository::load(app, req.uri().path()).await
         }
         (repository::UNLOAD, "POST") => {
-            app.authorize(req.headers())?;
+            app.authorize(headers::api_key(req.headers()))?;
             repository::unload(app, req.uri().path())
         }
         ("unknown", _) | ("/metrics", "GET") => Err(ApiError::NotFound),
         _ => Err(ApiError::MethodNotAllowed),
     }
-}
-
-/// What [`finish`] records about an answered request.
-pub(crate) struct Done<'a> {
-    pub method: &'static str,
-    pub route: &'static str,
-    pub status: StatusCode,
-    pub request_id: &'a str,
-    pub user_agent: Option<String>,
-    pub elapsed: Duration,
-}
-
-/// The caller's `User-Agent`, kept only when the request's span is recorded.
-pub(crate) fn user_agent(span: &Span, headers: &HeaderMap) -> Option<String> {
-    // Only a recorded span carries it: no allocation per request otherwise.
-    spans::ids(span)
-        .filter(|&(_, _, sampled)| sampled)
-        .and_then(|_| header_string(headers, "user-agent"))
-}
-
-/// Metrics (with the trace as exemplar), the server span's answer, and the access-log line.
-pub(crate) fn finish(app: &App, span: &Span, d: Done<'_>) {
-    let status = d.status.as_u16();
-    let ids = spans::ids(span);
-    let sampled = ids.is_some_and(|(_, _, sampled)| sampled);
-    let exemplar = sampled
-        .then(|| ids.map(|(t, _, _)| t.to_string()))
-        .flatten();
-    let seconds = d.elapsed.as_secs_f64();
-    app.metrics
-        .observe_request(d.method, d.route, status, seconds, exemplar);
-    if sampled {
-        spans::respond(span, status, d.request_id, d.user_agent.as_deref());
-    }
-    tracing::info!(
-        request_id = %d.request_id,
-        trace_id = ids.map(|(t, _, _)| tracing::field::display(t)),
-        span_id = ids.map(|(_, s, _)| tracing::field::display(s)),
-        method = d.method,
-        route = d.route,
-        status,
-        latency_ms = d.elapsed.as_micros() as f64 / 1e3, // whole µs: 0.723, not 0.72334999…
-        "request"
-    );
-    if let Some(hook) = &app.hooks.on_response {
-        hook(d.route, status);
-    }
-}
-
-fn header_string(headers: &HeaderMap, name: &str) -> Option<String> {
-    let v = headers.get(name)?.to_str().ok()?;
-    Some(v.chars().take(256).collect())
 }
 
 fn method_label(m: &Method) -> &'static str {
@@ -225,19 +174,6 @@ fn error_response_with(e: &ApiError, app: &App, body: String) -> HttpResponse {
     }
     note_error(e, app);
     r
-}
-
-/// The log lines of a refusal, whatever the protocol: an engine failure always, the rest in
-/// debug mode.
-pub(crate) fn note_error(e: &ApiError, app: &App) {
-    match e {
-        ApiError::Engine(engine::EngineError::ShutDown) => {}
-        ApiError::Engine(err) => tracing::error!(error = %err, "batch failed"),
-        _ => {}
-    }
-    if app.config.app.debug {
-        tracing::debug!(code = e.code(), error = %e, "request refused");
-    }
 }
 
 /// `x-model-version`: which weights answered.
@@ -292,7 +228,7 @@ async fn predict(app: &App, req: Request<Incoming>) -> Result<HttpResponse, ApiE
     let timeout = app.config.http.request_timeout;
     let deadline = received + timeout;
     let pipeline = app.pipeline()?;
-    app.authorize(req.headers())?;
+    app.authorize(headers::api_key(req.headers()))?;
     let content_type = req
         .headers()
         .get(CONTENT_TYPE)

@@ -7,12 +7,11 @@
 use std::sync::Arc;
 
 use hyper::StatusCode;
-use serde::Serialize;
 
 use super::{json, HttpResponse};
 use crate::error::ApiError;
-use crate::model_control::{self, ReloadError, Reloaded};
-use crate::App;
+use crate::service::repository::{self as logic, entries};
+use crate::service::App;
 
 /// The route templates (the `route` label) of the repository API.
 pub const INDEX: &str = "/v2/repository/index";
@@ -52,35 +51,6 @@ fn model_of<'a>(app: &App, path: &'a str) -> Result<&'a str, ApiError> {
     crate::v2::Model::find(app, name, None).map(|_| name)
 }
 
-/// One model of the repository index.
-#[derive(Serialize)]
-pub(crate) struct Entry {
-    pub name: String,
-    pub version: String,
-    pub state: &'static str,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    pub reason: &'static str,
-}
-
-/// Both models with the state of the model file (its version is the content version).
-pub(crate) fn entries(app: &App) -> Vec<Entry> {
-    let pipeline = app.pipeline.read().clone();
-    let (version, state, reason) = match (&pipeline, app.draining()) {
-        (_, true) => (String::new(), "UNAVAILABLE", "shutting down"),
-        (Some(p), false) => (p.version.clone(), "READY", ""),
-        (None, false) => (String::new(), "LOADING", ""),
-    };
-    crate::v2::Model::ALL
-        .into_iter()
-        .map(|m| Entry {
-            name: m.name(app),
-            version: version.clone(),
-            state,
-            reason,
-        })
-        .collect()
-}
-
 /// `POST /v2/repository/index`.
 pub fn index(app: &App) -> Result<HttpResponse, ApiError> {
     let body = serde_json::to_string(&entries(app)).expect("serialisable");
@@ -91,35 +61,15 @@ pub fn index(app: &App) -> Result<HttpResponse, ApiError> {
 /// version serving) or refused (400, the old model still serving).
 pub async fn load(app: &Arc<App>, path: &str) -> Result<HttpResponse, ApiError> {
     model_of(app, path)?;
-    let version = reload(app).await?;
+    let version = logic::load(app).await?;
     let body = serde_json::json!({ "name": app.config.model.name, "version": version });
     Ok(json(StatusCode::OK, body.to_string()))
-}
-
-/// A repository load (both protocols): the version serving once it is done, or why not.
-pub(crate) async fn reload(app: &Arc<App>) -> Result<String, ApiError> {
-    match model_control::load(app).await {
-        Ok(Reloaded::Swapped { version } | Reloaded::Unchanged { version }) => Ok(version),
-        Err(ReloadError::NotServing) => Err(ApiError::NotReady("no model is serving yet")),
-        Err(ReloadError::Refused(why)) => Err(ApiError::bad_request(
-            "model_load_failed",
-            format!("{why}; the previous model keeps serving"),
-        )),
-    }
 }
 
 /// `POST /v2/repository/models/{m}/unload`: refused.
 pub fn unload(app: &App, path: &str) -> Result<HttpResponse, ApiError> {
     model_of(app, path)?;
-    Err(unload_refused())
-}
-
-/// Why unloading is refused (both protocols).
-pub(crate) fn unload_refused() -> ApiError {
-    ApiError::bad_request(
-        "unload_unsupported",
-        "this server always serves its one model; load a new file instead",
-    )
+    Err(logic::unload_refused())
 }
 
 #[cfg(test)]

@@ -7,30 +7,29 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use hyper::header::HeaderMap;
 
 use super::stats::ImageCost;
 use super::{Model, Output, Signature};
 use crate::error::ApiError;
 use crate::infer::classify;
-use crate::{App, Pipeline};
+use crate::lifecycle::Pipeline;
+use crate::service::App;
 
 /// What a transport's parse gives: the inputs, and the classification count asked.
 pub type Parsed = (Vec<Bytes>, Option<usize>);
 
-/// Serves one inference of `model` that arrived at `started` with `headers`; `parse` reads the
-/// transport's request against the model's signature. Records the outcome in the model's
-/// statistics; the transport encodes the output.
+/// Serves one inference of `model` on `pipeline` that arrived at `started`; `parse` reads the
+/// transport's request against the model's signature. The transport has checked the key (before
+/// reading the request) and taken the pipeline. Records the outcome in the model's statistics;
+/// the transport encodes the output.
 pub async fn serve(
     app: &App,
     model: Model,
-    headers: &HeaderMap,
+    pipeline: Arc<Pipeline>,
     started: Instant,
     parse: impl FnOnce(&Signature) -> Result<Parsed, ApiError>,
 ) -> Result<(Arc<Pipeline>, Output), ApiError> {
     let outcome = async {
-        let pipeline = app.pipeline()?;
-        app.authorize(headers)?;
         let sig = model.signature(&pipeline);
         let (inputs, k) = parse(&sig)?;
         let rows = run(app, &pipeline, model, inputs, started).await?;

@@ -14,15 +14,18 @@
 
 pub mod infer;
 pub mod limits;
+mod model;
 pub mod stats;
 
 pub use limits::MAX_RANK;
+pub use model::Model;
 
 use bytes::Bytes;
 use engine::{InputKind, IMAGE_CHANNELS, IMAGE_SIDE, TENSOR_BYTES};
 
 use crate::error::ApiError;
-use crate::{App, Pipeline};
+use crate::lifecycle::Pipeline;
+use crate::service::App;
 
 /// Extensions of the protocol this server implements (HTTP's `/v2` lists them).
 pub const EXTENSIONS: [&str; 4] = [
@@ -32,19 +35,7 @@ pub const EXTENSIONS: [&str; 4] = [
     "statistics",
 ];
 
-/// A model of the repository.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Model {
-    /// `{MODEL_NAME}`: the network's own FP32 tensors.
-    Tensor,
-    /// `{MODEL_NAME}_image`: encoded image files in, logits out.
-    Image,
-}
-
 impl Model {
-    /// Both models, in the order the repository lists them.
-    pub const ALL: [Model; 2] = [Model::Tensor, Model::Image];
-
     /// Its name in this server.
     pub fn name(self, app: &App) -> String {
         match self {
@@ -74,7 +65,7 @@ impl Model {
     pub fn signature(self, pipeline: &Pipeline) -> Signature {
         let output = TensorSpec {
             name: match self {
-                Model::Tensor => pipeline.io.1.clone(),
+                Model::Tensor => pipeline.io.output.clone(),
                 Model::Image => "logits".into(),
             },
             datatype: "FP32",
@@ -82,7 +73,7 @@ impl Model {
         };
         let input = match self {
             Model::Tensor => TensorSpec {
-                name: pipeline.io.0.clone(),
+                name: pipeline.io.input.clone(),
                 datatype: "FP32",
                 dims: [IMAGE_CHANNELS, IMAGE_SIDE, IMAGE_SIDE]
                     .map(|d| d as i64)

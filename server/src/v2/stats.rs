@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 
-use super::Model;
+use super::model::Model;
 
 /// A count and the nanoseconds it took.
 #[derive(Debug, Default, Clone, Copy, PartialEq)]

@@ -16,7 +16,6 @@ pub mod export;
 mod sampler;
 pub mod spans;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use opentelemetry::trace::TracerProvider as _;
@@ -27,39 +26,8 @@ use opentelemetry_sdk::Resource;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
+pub use crate::config::trace::{Root, Sampler, TraceConfig};
 use crate::telemetry::metrics::ReasonLabel;
-pub use sampler::{Root, Sampler};
-
-/// Where spans go and how they are batched (from `ENABLE_TRACING` and the `OTEL_*` variables).
-#[derive(Clone, Debug, PartialEq)]
-pub struct TraceConfig {
-    /// `ENABLE_TRACING` (and not `OTEL_SDK_DISABLED`, not `OTEL_TRACES_EXPORTER=none`).
-    pub enabled: bool,
-    /// The traces URL: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` as given, or
-    /// `OTEL_EXPORTER_OTLP_ENDPOINT` + `/v1/traces`; default `http://localhost:4318/v1/traces`.
-    pub endpoint: String,
-    /// `OTEL_EXPORTER_OTLP_[TRACES_]TIMEOUT` (ms; default 10 s): one export, retries included.
-    pub timeout: Duration,
-    /// `OTEL_EXPORTER_OTLP_[TRACES_]COMPRESSION`: `gzip` or `none` (default).
-    pub gzip: bool,
-    /// `OTEL_EXPORTER_OTLP_[TRACES_]CERTIFICATE`: the PEM roots an `https` collector is
-    /// verified against (instead of the system's).
-    pub certificate: Option<PathBuf>,
-    /// `OTEL_EXPORTER_OTLP_[TRACES_]CLIENT_CERTIFICATE` and `…_CLIENT_KEY` (PEM): mutual TLS.
-    pub client_identity: Option<(PathBuf, PathBuf)>,
-    /// `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG`.
-    pub sampler: Sampler,
-    /// `service.name` (`OTEL_SERVICE_NAME`, else `service.name` of `OTEL_RESOURCE_ATTRIBUTES`,
-    /// else `APP_NAME`), `service.version` (likewise, else `APP_VERSION`), and the rest of
-    /// `OTEL_RESOURCE_ATTRIBUTES` (percent-decoded).
-    pub resource: Vec<(String, String)>,
-    /// `OTEL_BSP_MAX_QUEUE_SIZE` (default 2048).
-    pub max_queue: usize,
-    /// `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` (default 512).
-    pub max_batch: usize,
-    /// `OTEL_BSP_SCHEDULE_DELAY` (ms; default 5000).
-    pub delay: Duration,
-}
 
 /// Why tracing could not start.
 #[derive(Debug, thiserror::Error)]

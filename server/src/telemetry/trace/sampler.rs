@@ -1,66 +1,13 @@
 //! The standard OpenTelemetry samplers, chosen by `OTEL_TRACES_SAMPLER` and
-//! `OTEL_TRACES_SAMPLER_ARG`.
+//! `OTEL_TRACES_SAMPLER_ARG` (read in `config::trace`), as the SDK runs them.
 
 use opentelemetry::trace::{Link, SpanKind, TraceId, TraceState};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::trace::{Sampler as Sdk, SamplingDecision, SamplingResult, ShouldSample};
 
-/// Whether a new request span is recorded and exported.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Sampler {
-    /// `always_on`.
-    AlwaysOn,
-    /// `always_off`.
-    AlwaysOff,
-    /// `traceidratio`: this fraction of traces, decided by the trace id alone.
-    Ratio(f64),
-    /// `parentbased_*`: follow the caller's decision; for new traces use the inner sampler.
-    ParentBased(Root),
-}
-
-/// The root sampler of a parent-based one.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Root {
-    /// `parentbased_always_on` (the OpenTelemetry default).
-    AlwaysOn,
-    /// `parentbased_always_off`.
-    AlwaysOff,
-    /// `parentbased_traceidratio`.
-    Ratio(f64),
-}
+use super::{Root, Sampler};
 
 impl Sampler {
-    /// Parses the variables' values (`arg` is the ratio, default 1.0).
-    pub fn from_env(name: Option<&str>, arg: Option<&str>) -> Result<Self, String> {
-        let ratio = || -> Result<f64, String> {
-            match arg {
-                None => Ok(1.0),
-                Some(a) => match a.trim().parse::<f64>() {
-                    Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
-                    _ => Err(format!(
-                        "OTEL_TRACES_SAMPLER_ARG={a:?}: expected a ratio from 0 to 1"
-                    )),
-                },
-            }
-        };
-        Ok(
-            match name.map(|s| s.trim().to_ascii_lowercase()).as_deref() {
-                None | Some("parentbased_always_on") => Sampler::ParentBased(Root::AlwaysOn),
-                Some("always_on") => Sampler::AlwaysOn,
-                Some("always_off") => Sampler::AlwaysOff,
-                Some("traceidratio") => Sampler::Ratio(ratio()?),
-                Some("parentbased_always_off") => Sampler::ParentBased(Root::AlwaysOff),
-                Some("parentbased_traceidratio") => Sampler::ParentBased(Root::Ratio(ratio()?)),
-                Some(other) => {
-                    return Err(format!(
-                    "OTEL_TRACES_SAMPLER={other:?}: expected always_on, always_off, traceidratio, \
-                     parentbased_always_on, parentbased_always_off or parentbased_traceidratio"
-                ))
-                }
-            },
-        )
-    }
-
     /// The SDK's sampler for this choice, with one rule of the gateway's: a batch span (made only
     /// when some request in the batch is recorded) is always recorded, since it has no parent
     /// to follow and its links are what make the requests' traces whole.

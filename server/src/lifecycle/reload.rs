@@ -1,4 +1,4 @@
-//! Model control: a new model file goes live while the server serves.
+//! Reloads: a new model file goes live while the server serves.
 //!
 //! Triggers: `RELOAD=true` watches `MODEL_PATH` ([`watch`]: inotify on its directory, so an
 //! atomic rename or a Kubernetes volume's symlink swap is seen; polling where events are not
@@ -16,34 +16,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 use notify::Watcher;
-use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tracing::instrument::WithSubscriber;
 
+use super::{content_version, LoadError, Models};
 use crate::telemetry::metrics::ResultLabel;
-use crate::App;
-
-/// A short id of a model's content: the first 12 hex digits of its SHA-256.
-pub fn version_of(bytes: &[u8]) -> String {
-    short_hex(&Sha256::digest(bytes))
-}
-
-fn short_hex(digest: &[u8]) -> String {
-    hex(&digest[..6])
-}
-
-/// Lower-case hex of `bytes` (content versions and cache keys).
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// [`version_of`] the file at `path`.
-pub fn content_version(path: &Path) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hash = Sha256::new();
-    std::io::copy(&mut file, &mut hash)?;
-    Ok(short_hex(&hash.finalize()))
-}
 
 /// Why a reload did not take place.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -51,9 +28,23 @@ pub enum ReloadError {
     /// The first model is still loading, or the server is draining.
     #[error("the server is not serving a model yet, or is shutting down")]
     NotServing,
-    /// The new file was refused; the old model keeps serving.
-    #[error("{0}")]
-    Refused(String),
+    /// The new model's class count differs from the serving one's; the old model keeps serving.
+    #[error("the new model has {new} classes; the one serving has {serving}")]
+    ClassCount {
+        /// The new model's.
+        new: usize,
+        /// The serving model's.
+        serving: usize,
+    },
+    /// The new file could not be loaded; the old model keeps serving.
+    #[error(transparent)]
+    Load(Arc<LoadError>),
+}
+
+impl ReloadError {
+    fn panicked(e: tokio::task::JoinError) -> Self {
+        ReloadError::Load(Arc::new(LoadError::Panicked(e.to_string())))
+    }
 }
 
 /// What a successful reload did.
@@ -74,57 +65,58 @@ pub enum Reloaded {
 /// Runs triggers from `rx` (the file watcher, `SIGHUP`) one reload at a time, however many
 /// arrive: a burst of file events while a reload runs leads to one more reload, not one each.
 /// A trigger that arrives while the first model is still loading waits for it.
-pub async fn reload_worker(app: Arc<App>, mut rx: mpsc::Receiver<&'static str>) {
+pub(crate) async fn reload_worker(models: Arc<Models>, mut rx: mpsc::Receiver<&'static str>) {
     while let Some(cause) = rx.recv().await {
-        while !app.draining() && app.pipeline().is_err() {
+        while !models.slot.draining() && models.slot.pipeline().is_err() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         while rx.try_recv().is_ok() {}
-        if app.draining() {
+        if models.slot.draining() {
             return;
         }
-        let _ = reload(&app, cause).await;
+        let _ = reload(&models, cause).await;
     }
 }
 
 /// Loads `MODEL_PATH` again and swaps it in (see the module). `cause` is for the log. Runs to
 /// its end even if the caller stops waiting: the work is a task of its own.
-pub async fn reload(app: &Arc<App>, cause: &'static str) -> Result<Reloaded, ReloadError> {
-    let app = app.clone();
-    let task = tokio::spawn(async move { reload_now(&app, cause).await }.with_current_subscriber());
-    task.await
-        .unwrap_or_else(|e| Err(ReloadError::Refused(format!("the reload panicked: {e}"))))
+pub(crate) async fn reload(
+    models: &Arc<Models>,
+    cause: &'static str,
+) -> Result<Reloaded, ReloadError> {
+    let models = models.clone();
+    let task =
+        tokio::spawn(async move { reload_now(&models, cause).await }.with_current_subscriber());
+    task.await.unwrap_or_else(|e| Err(ReloadError::panicked(e)))
 }
 
 /// A reload that several callers await; each gets its result.
-pub(crate) type SharedReload = Shared<BoxFuture<'static, Result<Reloaded, ReloadError>>>;
+pub(super) type SharedReload = Shared<BoxFuture<'static, Result<Reloaded, ReloadError>>>;
 
 /// A repository load: joins the load that is waiting to start, if any, so concurrent requests
 /// make one reload and all get its result. A load whose callers all left before it started is
 /// never run; once started it runs to its end (as [`reload`]).
-pub async fn load(app: &Arc<App>) -> Result<Reloaded, ReloadError> {
-    let joined = app
+pub(crate) async fn load(models: &Arc<Models>) -> Result<Reloaded, ReloadError> {
+    let joined = models
         .pending_load
         .lock()
         .get_or_insert_with(|| {
-            // The waiting future lives in `app`: it holds `app` weakly, or an abandoned one
-            // would keep `app` alive for good (a cycle).
-            let weak = Arc::downgrade(app);
-            let reloading = app.reloading.clone();
+            // The waiting future lives in `models`: it holds them weakly, or an abandoned one
+            // would keep them alive for good (a cycle).
+            let weak = Arc::downgrade(models);
+            let reloading = models.reloading.clone();
             async move {
                 let turn = reloading.lock_owned().await;
-                let app = weak.upgrade().ok_or(ReloadError::NotServing)?;
+                let models = weak.upgrade().ok_or(ReloadError::NotServing)?;
                 // Started: later requests make a reload of their own (the file may change).
-                app.pending_load.lock().take();
+                models.pending_load.lock().take();
                 let task = async move {
                     let _one_at_a_time = turn;
-                    reload_locked(&app, "api").await
+                    reload_locked(&models, "api").await
                 };
                 tokio::spawn(task.with_current_subscriber())
                     .await
-                    .unwrap_or_else(|e| {
-                        Err(ReloadError::Refused(format!("the reload panicked: {e}")))
-                    })
+                    .unwrap_or_else(|e| Err(ReloadError::panicked(e)))
             }
             .boxed()
             .shared()
@@ -133,20 +125,21 @@ pub async fn load(app: &Arc<App>) -> Result<Reloaded, ReloadError> {
     joined.await
 }
 
-async fn reload_now(app: &Arc<App>, cause: &'static str) -> Result<Reloaded, ReloadError> {
-    let _one_at_a_time = app.reloading.lock().await;
-    reload_locked(app, cause).await
+async fn reload_now(models: &Arc<Models>, cause: &'static str) -> Result<Reloaded, ReloadError> {
+    let _one_at_a_time = models.reloading.lock().await;
+    reload_locked(models, cause).await
 }
 
 /// The reload itself, under the `reloading` lock.
-async fn reload_locked(app: &Arc<App>, cause: &'static str) -> Result<Reloaded, ReloadError> {
+async fn reload_locked(models: &Arc<Models>, cause: &'static str) -> Result<Reloaded, ReloadError> {
+    let slot = &models.slot;
     // Only what is compared: holding the pipeline would keep its queue open through a shutdown.
-    let (serving, classes) = match app.pipeline() {
+    let (serving, classes) = match slot.pipeline() {
         Ok(p) => (p.version.clone(), p.classes),
         Err(_) => return Err(ReloadError::NotServing),
     };
     let started = Instant::now();
-    if let Some(path) = app.config.model.path.clone() {
+    if let Some(path) = models.parts.config.model.path.clone() {
         settle(&path).await;
         let same = tokio::task::spawn_blocking(move || content_version(&path))
             .await
@@ -157,30 +150,26 @@ async fn reload_locked(app: &Arc<App>, cause: &'static str) -> Result<Reloaded, 
             return Ok(Reloaded::Unchanged { version: serving });
         }
     }
-    if app.draining() {
+    if slot.draining() {
         return Err(ReloadError::NotServing);
     }
-    let built = {
-        let app = app.clone();
-        tokio::task::spawn_blocking(move || crate::serve::start_pipeline(&app)).await
-    };
-    let outcome = match built {
-        Ok(Ok((pipeline, thread))) if pipeline.classes != classes => {
+    let outcome = match models.build().await {
+        Ok((pipeline, thread)) if pipeline.classes != classes => {
             let new = pipeline.classes;
-            app.retire(pipeline, thread);
-            Err(format!(
-                "the new model has {new} classes; the one serving has {classes}"
-            ))
+            slot.retire(pipeline, thread);
+            Err(ReloadError::ClassCount {
+                new,
+                serving: classes,
+            })
         }
-        Ok(Ok((pipeline, thread))) => {
+        Ok((pipeline, thread)) => {
             let version = pipeline.version.clone();
-            if !app.install(pipeline, thread) {
+            if !slot.install(pipeline, thread) {
                 return Err(ReloadError::NotServing); // shutting down: dropped, not swapped
             }
             Ok(version)
         }
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(e) => Err(format!("the loader panicked: {e}")),
+        Err(e) => Err(ReloadError::Load(Arc::new(e))),
     };
     let elapsed_s = started.elapsed().as_secs_f64();
     let result = if outcome.is_ok() {
@@ -188,7 +177,9 @@ async fn reload_locked(app: &Arc<App>, cause: &'static str) -> Result<Reloaded, 
     } else {
         "failure"
     };
-    app.metrics
+    models
+        .parts
+        .metrics
         .model_reloads
         .get_or_create(&ResultLabel { result })
         .inc();
@@ -199,7 +190,7 @@ async fn reload_locked(app: &Arc<App>, cause: &'static str) -> Result<Reloaded, 
         }
         Err(why) => {
             tracing::error!(cause, error = %why, elapsed_s, "model reload refused; the old model keeps serving");
-            Err(ReloadError::Refused(why))
+            Err(why)
         }
     }
 }

@@ -167,7 +167,7 @@ fn cache_key(model: &[u8], images: &[Vec<u8>], method: &str) -> String {
     h.update(method.as_bytes());
     h.update(quantize::QUANTIZER_VERSION.to_le_bytes());
     h.update(quantize::weight_max().to_le_bytes());
-    crate::model_control::hex(&h.finalize()[..8])
+    super::version::hex(&h.finalize()[..8])
 }
 
 /// A name part no other writer uses at the same time: the process and a per-process count.

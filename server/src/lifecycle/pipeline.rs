@@ -1,0 +1,224 @@
+//! Building a pipeline: the model loaded (or generated) and checked, quantised when asked, its
+//! engine lanes started and warmed up, and the batcher thread that feeds them. The first load
+//! and every reload build one the same way ([`build`]); the [`super::Slot`] serves it.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use engine::{Backend, BackendFactory, CpuBackend, Lanes, ModelSource};
+
+use crate::batching::admission::Admission;
+use crate::batching::batcher::{self, BatcherConfig, BatcherFault};
+use crate::batching::queue::Pending;
+use crate::config::{Config, Device};
+use crate::telemetry::metrics::Metrics;
+
+/// Batch buffers per CPU lane: one. With a single CPU lane a second, pre-formed batch would only
+/// be smaller than what waits when the lane frees up.
+const CPU_BUFFERS_PER_LANE: usize = 1;
+/// Batch buffers per GPU lane: two, so the next batch fills while the GPU runs this one.
+#[cfg(feature = "cuda")]
+const GPU_BUFFERS_PER_LANE: usize = 2;
+
+/// Wraps each lane's freshly built backend: `(lane, backend) → backend` (fault-injection tests).
+pub type BackendWrapper = Arc<
+    dyn Fn(usize, Box<dyn Backend>) -> Result<Box<dyn Backend>, engine::EngineError> + Send + Sync,
+>;
+
+/// Why a model could not be loaded into a pipeline.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The model could not be found, generated or accepted.
+    #[error(transparent)]
+    Model(#[from] models::ModelError),
+    /// The engine could not start.
+    #[error(transparent)]
+    Engine(#[from] engine::EngineError),
+    /// The batcher thread could not start.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// `MODEL_PRECISION=int8` and the model could not be quantised, or was refused.
+    #[error("int8: {0}")]
+    Precision(#[from] super::precision::PrecisionError),
+    /// The loading thread panicked (a bug: the message is the panic's).
+    #[error("the model loader panicked: {0}")]
+    Panicked(String),
+}
+
+/// What building a pipeline takes from the server: the same for the first load and every reload.
+pub(crate) struct Parts {
+    pub config: Config,
+    pub metrics: Metrics,
+    pub admission: Arc<Admission>,
+    /// The server's subscriber: the loader's and the batcher's logs and spans go to it.
+    pub dispatch: tracing::Dispatch,
+    /// Test seams.
+    pub wrap_backend: Option<BackendWrapper>,
+    pub batcher_fault: Option<BatcherFault>,
+}
+
+/// The loaded model's side of the server: where requests go and how answers are labelled.
+pub(crate) struct Pipeline {
+    pub requests: crossbeam_channel::Sender<Pending>,
+    pub classes: usize,
+    pub labels: &'static [&'static str],
+    /// Whether every engine lane can run batches.
+    pub health: Arc<engine::Health>,
+    /// Set if the batcher thread died.
+    pub batcher_died: Arc<AtomicBool>,
+    /// The model's content version ([`super::version_of`]).
+    pub version: String,
+    /// Names of the network's input and output tensors, as in the file.
+    pub io: TensorNames,
+    /// Largest batch: `MAX_BATCH_SIZE`, or less when the file fixes its batch dimension.
+    pub max_batch: usize,
+}
+
+/// The names of the network's input and output tensors, as in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TensorNames {
+    pub input: String,
+    pub output: String,
+}
+
+/// The lane backend factory for the configured device, and how many batch buffers each lane
+/// gets.
+fn backends(
+    parts: &Parts,
+    model: &models::LoadedModel,
+    #[cfg_attr(not(feature = "cuda"), allow(unused_variables))] max_batch: usize,
+) -> Result<(BackendFactory, usize), LoadError> {
+    let mc = &parts.config.model;
+    match mc.device {
+        Device::Cpu => {
+            let cpu = engine::CpuConfig {
+                spinning: mc.engine_spin,
+                // The bytes that were checked and hashed: a lane rebuilt later gets the same
+                // model even if the file has been replaced since.
+                ..engine::CpuConfig::new(
+                    ModelSource::Bytes(model.bytes.clone()),
+                    mc.engine_threads,
+                    models::IMAGENET_NORMALIZATION,
+                )
+            };
+            let factory: BackendFactory =
+                Arc::new(move |_lane| Ok(Box::new(CpuBackend::new(&cpu)?) as Box<dyn Backend>));
+            Ok((factory, CPU_BUFFERS_PER_LANE))
+        }
+        #[cfg(feature = "cuda")]
+        Device::Cuda(ordinal) => {
+            let prepared = Arc::new(models::prepare_for_gpu_from(&model.bytes)?);
+            let cfg = engine::gpu::cuda::CudaConfig {
+                ordinal: ordinal as usize,
+                max_batch,
+                normalization: models::IMAGENET_NORMALIZATION,
+                tune_cache: Some(mc.cache_dir.join("conv-algos.tsv")),
+                graphs: true,
+            };
+            let factory: BackendFactory =
+                Arc::new(move |lane| engine::gpu::cuda::backend(prepared.clone(), &cfg, lane));
+            Ok((factory, GPU_BUFFERS_PER_LANE))
+        }
+        #[cfg(not(feature = "cuda"))]
+        Device::Cuda(_) => Err(engine::EngineError::DeviceUnavailable(
+            "this build has no CUDA engine (build with --features cuda)".into(),
+        )
+        .into()),
+    }
+}
+
+/// Loads (or generates) the model, starts the lanes (warmed up) and the batcher, logging under
+/// the server's subscriber (it runs on a blocking thread). Blocking.
+pub(crate) fn build(parts: &Parts) -> Result<(Pipeline, JoinHandle<()>), LoadError> {
+    tracing::dispatcher::with_default(&parts.dispatch, || build_pipeline(parts))
+}
+
+fn build_pipeline(parts: &Parts) -> Result<(Pipeline, JoinHandle<()>), LoadError> {
+    let started = Instant::now();
+    let mc = &parts.config.model;
+    engine::init_onnx_runtime(&mc.ort_dylib)?;
+    let mut model = models::load(
+        mc.path.as_deref(),
+        &mc.cache_dir,
+        mc.seed,
+        mc.engine_threads,
+    )?;
+    // The file's version, whatever precision its lanes run at.
+    let version = super::version_of(&model.bytes);
+    model.bytes = super::precision::engine_bytes(mc, &model.bytes, model.origin == "builtin")?;
+    let sig = &model.signature;
+    let max_batch = parts
+        .config
+        .batching
+        .max_batch_size
+        .min(sig.fixed_batch.unwrap_or(usize::MAX));
+    let (factory, buffers_per_lane) = backends(parts, &model, max_batch)?;
+    let warmup = if mc.warmup {
+        engine::warmup_batch_sizes(max_batch)
+    } else {
+        Vec::new()
+    };
+    let factory = match parts.wrap_backend.clone() {
+        Some(wrap) => Arc::new(move |lane| wrap(lane, factory(lane)?)) as BackendFactory,
+        None => factory,
+    };
+    let mut lanes = Lanes::start(1, factory, max_batch, buffers_per_lane, &warmup)?;
+    let health = lanes.health();
+    let classes = lanes.classes();
+    let buffers = lanes.take_buffers();
+    let (tx, rx) = crossbeam_channel::bounded(parts.config.batching.max_queue_size);
+    let config = BatcherConfig {
+        max_batch,
+        max_delay: parts.config.batching.max_batch_delay,
+        fault: parts.batcher_fault.clone(),
+    };
+    let telemetry = batcher::Telemetry {
+        metrics: parts.metrics.clone(),
+        dispatch: parts.dispatch.clone(),
+        device: mc.device.to_string().into(),
+    };
+    let (thread, batcher_died) = batcher::spawn(
+        config,
+        lanes,
+        buffers,
+        rx,
+        parts.admission.clone(),
+        telemetry,
+    )?;
+    tracing::info!(
+        precision = mc.precision.precision.label(),
+        path = %model.path.display(),
+        input = %sig.input,
+        output = %sig.output,
+        classes,
+        max_batch,
+        device = %mc.device,
+        warmup = ?warmup,
+        version = %version,
+        elapsed_s = started.elapsed().as_secs_f64(),
+        "model loaded"
+    );
+    let labels: &'static [&'static str] = if classes == models::NUM_CLASSES {
+        models::imagenet_labels()
+    } else {
+        &[]
+    };
+    Ok((
+        Pipeline {
+            requests: tx,
+            classes,
+            labels,
+            health,
+            batcher_died,
+            version,
+            io: TensorNames {
+                input: sig.input.clone(),
+                output: sig.output.clone(),
+            },
+            max_batch,
+        },
+        thread,
+    ))
+}

@@ -1,0 +1,150 @@
+//! The model slot: the pipeline that serves now, the batcher threads of those that served
+//! before (still finishing), and the server's readiness. A new pipeline goes in with one write
+//! ([`Slot::install`]); requests that hold the old one finish on it. At shutdown the slot goes
+//! not-ready, then draining, then gives up its pipeline and joins every batcher by a deadline.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use parking_lot::{Mutex, RwLock};
+
+use super::Pipeline;
+use crate::error::ApiError;
+use crate::telemetry::metrics::{Metrics, ModelLabels};
+
+/// The serving pipeline and the server's state around it.
+pub(crate) struct Slot {
+    pipeline: RwLock<Option<Arc<Pipeline>>>,
+    /// Shutting down: no new work, the pipeline is being drained.
+    draining: AtomicBool,
+    /// SIGTERM arrived: not ready, still serving (`SHUTDOWN_DELAY_SECONDS`), then draining.
+    stopping: AtomicBool,
+    /// Batcher threads: the serving one and any retired by a reload that are still finishing.
+    batchers: Mutex<Vec<JoinHandle<()>>>,
+    /// The `model_info` series of the serving model, and what its labels are made of.
+    model_labels: Mutex<Option<ModelLabels>>,
+    labels: ModelLabels,
+    metrics: Metrics,
+}
+
+impl Slot {
+    /// An empty slot; `labels` is the `model_info` series without its version.
+    pub(crate) fn new(labels: ModelLabels, metrics: Metrics) -> Self {
+        Slot {
+            pipeline: RwLock::new(None),
+            draining: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            batchers: Mutex::default(),
+            model_labels: Mutex::default(),
+            labels,
+            metrics,
+        }
+    }
+
+    /// Serves `pipeline` from now on: requests that hold the previous one finish on it, and its
+    /// batcher stops when the last lets go. `model_info` follows.
+    /// Returns `false` (and drops `pipeline`) when the server is shutting down.
+    pub(crate) fn install(&self, pipeline: Pipeline, thread: JoinHandle<()>) -> bool {
+        let labels = ModelLabels {
+            version: pipeline.version.clone(),
+            ..self.labels.clone()
+        };
+        {
+            let mut slot = self.pipeline.write();
+            if self.draining() {
+                drop(slot);
+                self.retire(pipeline, thread);
+                return false;
+            }
+            *slot = Some(Arc::new(pipeline));
+        }
+        let previous = self.model_labels.lock().replace(labels.clone());
+        if let Some(old) = previous.filter(|old| *old != labels) {
+            self.metrics.model_info.remove(&old);
+        }
+        self.metrics.model_info.get_or_create(&labels).set(1);
+        let mut threads = self.batchers.lock();
+        threads.retain(|t| !t.is_finished());
+        threads.push(thread);
+        true
+    }
+
+    /// A pipeline built and not used (a refused reload): its batcher stops once it is dropped.
+    pub(crate) fn retire(&self, pipeline: Pipeline, thread: JoinHandle<()>) {
+        drop(pipeline);
+        self.batchers.lock().push(thread);
+    }
+
+    /// Shutting down.
+    pub(crate) fn draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// The pipeline, when loaded and not draining.
+    pub(crate) fn pipeline(&self) -> Result<Arc<Pipeline>, ApiError> {
+        if self.draining() {
+            return Err(ApiError::NotReady("draining"));
+        }
+        self.pipeline
+            .read()
+            .clone()
+            .ok_or(ApiError::NotReady("the model is loading"))
+    }
+
+    /// The pipeline serving, draining or not (the repository index shows its version).
+    pub(crate) fn current(&self) -> Option<Arc<Pipeline>> {
+        self.pipeline.read().clone()
+    }
+
+    /// Alive: every engine lane thread is running (a dead one needs a process restart, which
+    /// a liveness probe failing on 503 brings about).
+    pub(crate) fn alive(&self) -> Result<(), ApiError> {
+        let Some(p) = self.current() else {
+            return Ok(());
+        };
+        if p.health.any_dead() {
+            return Err(ApiError::NotReady(
+                "an engine lane died or lost its GPU; restart the process",
+            ));
+        }
+        if p.batcher_died.load(Ordering::Acquire) {
+            return Err(ApiError::NotReady(
+                "the batcher thread died; restart the process",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Ready: loaded, warmed up, not stopping, and every engine lane up.
+    pub(crate) fn ready(&self) -> Result<(), ApiError> {
+        self.alive()?;
+        if self.stopping.load(Ordering::Acquire) {
+            return Err(ApiError::NotReady("shutting down"));
+        }
+        if !self.pipeline()?.health.all_up() {
+            return Err(ApiError::NotReady("an engine lane is restarting"));
+        }
+        Ok(())
+    }
+
+    /// SIGTERM: not ready from now on, still serving.
+    pub(crate) fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+    }
+
+    /// Draining from now on: no request gets the pipeline. Under the pipeline lock, so a reload
+    /// finishing now either swapped in before this (and is drained like the rest) or sees
+    /// `draining` and drops its new pipeline.
+    pub(crate) fn drain(&self) {
+        let _slot = self.pipeline.write();
+        self.draining.store(true, Ordering::Release);
+    }
+
+    /// Lets go of the pipeline (its batcher sees the queue close once handlers let go too) and
+    /// returns every batcher thread to join.
+    pub(crate) fn close(&self) -> Vec<JoinHandle<()>> {
+        self.pipeline.write().take();
+        std::mem::take(&mut *self.batchers.lock())
+    }
+}

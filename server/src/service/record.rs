@@ -1,0 +1,72 @@
+//! What every answer records, whatever its transport: the request metrics (with the trace as
+//! exemplar), the server span's answer, the access-log line, the response hook; and the log
+//! lines of a refusal.
+
+use std::time::Duration;
+
+use tracing::Span;
+
+use super::App;
+use crate::error::ApiError;
+use crate::telemetry::trace::spans;
+
+/// What [`finish`] records about an answered request.
+pub(crate) struct Done<'a> {
+    pub method: &'static str,
+    pub route: &'static str,
+    /// The HTTP status, or for gRPC the HTTP status its code stands for.
+    pub status: u16,
+    pub request_id: &'a str,
+    pub user_agent: Option<String>,
+    pub elapsed: Duration,
+}
+
+/// The caller's `User-Agent` (read by `read`), kept only when the request's span is recorded.
+pub(crate) fn user_agent(span: &Span, read: impl FnOnce() -> Option<String>) -> Option<String> {
+    // Only a recorded span carries it: no allocation per request otherwise.
+    spans::ids(span)
+        .filter(|&(_, _, sampled)| sampled)
+        .and_then(|_| read())
+}
+
+/// Metrics (with the trace as exemplar), the server span's answer, and the access-log line.
+pub(crate) fn finish(app: &App, span: &Span, d: Done<'_>) {
+    let status = d.status;
+    let ids = spans::ids(span);
+    let sampled = ids.is_some_and(|(_, _, sampled)| sampled);
+    let exemplar = sampled
+        .then(|| ids.map(|(t, _, _)| t.to_string()))
+        .flatten();
+    let seconds = d.elapsed.as_secs_f64();
+    app.metrics
+        .observe_request(d.method, d.route, status, seconds, exemplar);
+    if sampled {
+        spans::respond(span, status, d.request_id, d.user_agent.as_deref());
+    }
+    tracing::info!(
+        request_id = %d.request_id,
+        trace_id = ids.map(|(t, _, _)| tracing::field::display(t)),
+        span_id = ids.map(|(_, s, _)| tracing::field::display(s)),
+        method = d.method,
+        route = d.route,
+        status,
+        latency_ms = d.elapsed.as_micros() as f64 / 1e3, // whole µs: 0.723, not 0.72334999…
+        "request"
+    );
+    if let Some(hook) = &app.on_response {
+        hook(d.route, status);
+    }
+}
+
+/// The log lines of a refusal, whatever the protocol: an engine failure always, the rest in
+/// debug mode.
+pub(crate) fn note_error(e: &ApiError, app: &App) {
+    match e {
+        ApiError::Engine(engine::EngineError::ShutDown) => {}
+        ApiError::Engine(err) => tracing::error!(error = %err, "batch failed"),
+        _ => {}
+    }
+    if app.config.app.debug {
+        tracing::debug!(code = e.code(), error = %e, "request refused");
+    }
+}
