@@ -1,5 +1,6 @@
 //! Fuzzes the `/predict` intake path (content type → raw or multipart → decode → orient →
-//! resize/crop) exactly as the server runs it. The first input byte picks the content type; the
+//! resize/crop) through the functions `/predict` calls, in its order (inline, not on the decode
+//! pool). The first input byte picks the content type; the
 //! rest is the body. Every input must give either a 224×224×3 image or a 4xx error: no panic, no
 //! 5xx, no hang, no unbounded allocation (the pixel limit is checked from the header).
 

@@ -39,7 +39,7 @@ pub fn run(config: &Config, args: &Args) -> anyhow::Result<()> {
         mc.seed,
         mc.engine_threads,
     )?;
-    let builtin = model.origin == "builtin";
+    let builtin = model.origin == models::Origin::Builtin;
     let calibration = precision::calibration_images(mc, builtin)?;
     let good = args
         .images

@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use crossbeam_channel::TrySendError;
 use engine::InputKind;
 use tokio::sync::oneshot;
 use tracing::Span;
@@ -84,13 +85,28 @@ pub(crate) async fn submit(
         link: spans::link(&Span::current()),
         queue_span: spans::queue(),
     };
-    pipeline
-        .requests
-        .try_send(pending)
-        .map_err(|_| ApiError::NotReady("draining"))?;
+    pipeline.requests.try_send(pending).map_err(|e| {
+        let died = pipeline
+            .batcher_died
+            .load(std::sync::atomic::Ordering::Acquire);
+        not_sent(e, died, pipeline.requests.capacity().unwrap_or(0))
+    })?;
     rx.await
         .map_err(|_| ApiError::Engine(engine::EngineError::ShutDown))?
         .map_err(ApiError::Engine)
+}
+
+/// Why an admitted input could not join the batcher's queue of `capacity`: it is full (the
+/// admission count should prevent it), or the batcher has stopped, because it died or because
+/// its pipeline was retired.
+fn not_sent<T>(e: TrySendError<T>, batcher_died: bool, capacity: usize) -> ApiError {
+    match e {
+        TrySendError::Full(_) => ApiError::QueueFull(capacity),
+        TrySendError::Disconnected(_) if batcher_died => {
+            ApiError::NotReady("the batcher thread died; restart the process")
+        }
+        TrySendError::Disconnected(_) => ApiError::NotReady("draining"),
+    }
 }
 
 /// Any input of `kind`: images through [`classify_image`], tensors through [`submit`].
@@ -108,5 +124,23 @@ pub(crate) async fn classify(
             decode: Duration::ZERO,
             preprocess: Duration::ZERO,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_send_says_why() {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        tx.try_send(1).unwrap();
+        let full = not_sent(tx.try_send(2).unwrap_err(), false, 1);
+        assert_eq!(full.status(), 429);
+        drop(rx);
+        let dead = not_sent(tx.try_send(3).unwrap_err(), true, 1);
+        assert!(dead.to_string().contains("batcher thread died"), "{dead}");
+        let retired = not_sent(tx.try_send(4).unwrap_err(), false, 1);
+        assert!(retired.to_string().contains("draining"), "{retired}");
     }
 }

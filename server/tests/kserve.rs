@@ -319,3 +319,60 @@ async fn the_tensor_model_takes_normalised_fp32_and_answers_as_predict() {
     );
     server.stop().await.unwrap();
 }
+
+/// The built-in model with its batch dimension fixed at 1, as some exported files have it.
+fn fixed_batch_model() -> std::path::PathBuf {
+    use prost::Message;
+    let bytes = std::fs::read(common::builtin_model_path()).unwrap();
+    let mut model = models::onnx::ModelProto::decode(bytes.as_slice()).unwrap();
+    let graph = model.graph.as_mut().unwrap();
+    for value in graph.input.iter_mut().chain(graph.output.iter_mut()) {
+        let shape = value.r#type.as_mut().and_then(|t| t.tensor_type.as_mut());
+        if let Some(dim) = shape
+            .and_then(|t| t.shape.as_mut())
+            .and_then(|s| s.dim.first_mut())
+        {
+            *dim = models::onnx::Dimension {
+                dim_value: Some(1),
+                dim_param: None,
+            };
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("gw-fixed-batch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("model.onnx");
+    std::fs::write(&path, model.encode_to_vec()).unwrap();
+    path
+}
+
+/// Triton's clients (perf_analyzer) size their batches by the configuration's `max_batch_size`:
+/// it is the limit requests are checked against, the file's fixed batch included, not
+/// `MAX_BATCH_SIZE`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_model_config_advertises_the_batch_that_is_served() {
+    let path = fixed_batch_model();
+    let server = TestServer::start(&[
+        ("MODEL_PATH", path.to_str().unwrap()),
+        ("MAX_BATCH_SIZE", "8"),
+    ])
+    .await;
+    for model in ["resnet50", "resnet50_image"] {
+        let config = server
+            .get(&format!("/v2/models/{model}/config"))
+            .await
+            .unwrap();
+        assert_eq!(config.status, 200);
+        assert_eq!(config.json()["max_batch_size"], 1, "{model}");
+    }
+    let image = std::fs::read(common::images("good").join("ijg-testorig.jpg")).unwrap();
+    let (body, len) = infer_body(&[image.clone()], json!({"classification": 1}));
+    assert_eq!(
+        infer(&server, "resnet50_image", &body, len).await.status,
+        200
+    );
+    let (body, len) = infer_body(&[image.clone(), image], json!({"classification": 1}));
+    let refused = infer(&server, "resnet50_image", &body, len).await;
+    assert_eq!(refused.status, 400);
+    assert!(String::from_utf8_lossy(&refused.body).contains("max_batch_size 1"));
+    server.stop().await.unwrap();
+}

@@ -1,5 +1,7 @@
-//! The batcher's queue: a plain FIFO of admitted inputs (preprocessed images, or tensors a
-//! client made) with the rules for taking a batch: oldest first, one input kind per batch.
+//! The batcher's queue of admitted inputs (preprocessed images, or tensors a client made) with
+//! the rules for taking a batch: one input kind per batch, the oldest input's; within it oldest
+//! first, passing over inputs of the other kind (so it is not a plain FIFO: an input of the
+//! other kind may wait while younger ones of the batch's kind go).
 //! Owned by the batcher thread alone; no locks.
 
 use std::collections::VecDeque;
@@ -64,7 +66,7 @@ pub struct Taken {
     pub dropped: usize,
 }
 
-/// FIFO of pending images.
+/// Pending inputs, oldest first (see the module for how a batch is taken).
 #[derive(Debug, Default)]
 pub struct Queue {
     items: VecDeque<Pending>,

@@ -18,8 +18,8 @@ use std::time::Duration;
 pub struct Config {
     /// Identity and process settings.
     pub app: AppConfig,
-    /// The HTTP front end.
-    pub http: HttpConfig,
+    /// Both front ends, HTTP and gRPC: addresses, limits, timeouts, keys.
+    pub http: FrontConfig,
     /// Model and engine.
     pub model: ModelConfig,
     /// The dynamic batcher.
@@ -41,9 +41,10 @@ pub struct AppConfig {
     pub workers: usize,
 }
 
-/// The HTTP front end.
+/// Both front ends, HTTP and gRPC (the field is `Config::http` for history): addresses, body
+/// and image limits, the request deadline, the drain, the API keys, connection hygiene.
 #[derive(Debug, Clone)]
-pub struct HttpConfig {
+pub struct FrontConfig {
     /// `HOST`.
     pub host: IpAddr,
     /// `PORT`.
@@ -58,7 +59,8 @@ pub struct HttpConfig {
     pub request_timeout: Duration,
     /// `GRACEFUL_SHUTDOWN_TIMEOUT`: time to drain after SIGTERM.
     pub graceful_shutdown_timeout: Duration,
-    /// `API_KEYS`: accepted keys for `/predict`; empty means no authentication. Redacted in
+    /// `API_KEYS`: accepted keys for `/predict`, the v2 routes, the repository API and every
+    /// gRPC method; empty means no authentication. Redacted in
     /// `Debug`.
     pub api_keys: Redacted<Vec<String>>,
     /// Connection limits and timeouts on both ports.
@@ -253,7 +255,7 @@ impl Config {
         };
         let model = model_config(&env, cores)?;
         Ok(Self {
-            http: HttpConfig {
+            http: FrontConfig {
                 host: env.parse("HOST", IpAddr::from([0, 0, 0, 0]), |s| {
                     s.parse()
                         .map_err(|_| "expected an IP address such as 0.0.0.0".into())

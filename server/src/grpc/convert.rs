@@ -116,7 +116,7 @@ pub fn config(app: &App, name: String, sig: &Signature) -> proto::ModelConfig {
     proto::ModelConfig {
         name,
         platform: "inference-gateway".into(),
-        max_batch_size: app.config.batching.max_batch_size as i32,
+        max_batch_size: sig.max_batch as i32,
         input: vec![proto::ModelInput {
             name: sig.input.name.clone(),
             data_type: data_type(&sig.input),

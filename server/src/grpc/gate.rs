@@ -12,6 +12,7 @@ use bytes::Bytes;
 use http_body_util::{Full, Limited};
 use tonic::codegen::{http, Service};
 
+use super::record::Call;
 use crate::error::ApiError;
 use crate::service::App;
 
@@ -57,11 +58,13 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let started = std::time::Instant::now();
         let app = self.app.clone();
         let keyed = KEYED.into_iter().find(|k| *k == req.uri().path());
         if let Some(route) = keyed {
             if let Err(e) = app.authorize(crate::headers::api_key(req.headers())) {
-                return Box::pin(async move { Ok(refuse(&app, route, &e)) });
+                let call = Call::start(&app, route, req.headers(), peer(req.extensions()), started);
+                return Box::pin(async move { Ok(refuse(&app, call, &e)) });
             }
         }
         let (parts, body) = req.into_parts();
@@ -73,16 +76,26 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
+            let refused = |e: &ApiError| {
+                let call = Call::start(
+                    &app,
+                    INFER,
+                    &parts.headers,
+                    peer(&parts.extensions),
+                    started,
+                );
+                Ok(refuse(&app, call, e))
+            };
             let max = app.config.http.max_body_bytes;
             let bytes = match crate::body::read_whole(body, max + FRAME_HEADER, 0).await {
                 Ok(bytes) => bytes,
                 Err(ApiError::BodyTooLarge { .. }) => {
-                    return Ok(refuse(&app, INFER, &ApiError::BodyTooLarge { limit: max }));
+                    return refused(&ApiError::BodyTooLarge { limit: max });
                 }
-                Err(e) => return Ok(refuse(&app, INFER, &e)),
+                Err(e) => return refused(&e),
             };
             if let Err(m) = one_message(&bytes).and_then(super::wire::check_infer) {
-                return Ok(refuse(&app, INFER, &crate::v2::bad(m)));
+                return refused(&crate::v2::bad(m));
             }
             let body = tonic::body::Body::new(Full::new(bytes));
             inner.call(http::Request::from_parts(parts, body)).await
@@ -107,20 +120,88 @@ fn one_message(b: &[u8]) -> Result<&[u8], String> {
     }
 }
 
-/// The refusal of a call on `route`, recorded as the service records calls.
-fn refuse(app: &App, route: &'static str, e: &ApiError) -> Answer {
-    if super::counts_as_rejection(route) {
-        app.metrics.reject(e.reject_reason());
+/// The peer of a call, as tonic records it.
+fn peer(extensions: &http::Extensions) -> Option<std::net::SocketAddr> {
+    let info = extensions.get::<tonic::transport::server::TcpConnectInfo>();
+    info.and_then(|i| i.remote_addr())
+}
+
+/// The refusal of a call, recorded as the service records the calls it answers.
+fn refuse(app: &App, call: Call, e: &ApiError) -> Answer {
+    let id = call.request_id.parse().ok();
+    call.end(app, Err(e));
+    let mut status = tonic::Status::new(e.grpc_code(), e.message(app.config.app.debug));
+    if let Some(id) = id {
+        status.metadata_mut().insert("x-request-id", id);
     }
-    let status = e.status().as_u16();
-    app.metrics
-        .observe_request("POST", route, status, 0.0, None);
-    tonic::Status::new(e.grpc_code(), e.message(app.config.app.debug)).into_http()
+    status.into_http()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::service::{Hooks, Telemetry};
+
+    /// A service the gate must not reach.
+    #[derive(Clone)]
+    struct Unreachable;
+
+    impl Service<http::Request<tonic::body::Body>> for Unreachable {
+        type Response = Answer;
+        type Error = std::convert::Infallible;
+        type Future = std::future::Ready<Result<Answer, Self::Error>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: http::Request<tonic::body::Body>) -> Self::Future {
+            panic!("the gate let a call without its key through")
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_key_is_recorded_as_every_answer_is() {
+        let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let hooks = Hooks {
+            on_response: Some(Arc::new({
+                let seen = seen.clone();
+                move |route, status| seen.lock().push((route, status))
+            })),
+            ..Hooks::default()
+        };
+        let config = crate::Config::from_lookup(|k| (k == "API_KEYS").then(|| "k1".into()));
+        let telemetry = Telemetry {
+            metrics: crate::telemetry::metrics::Metrics::new(),
+            tracing: None,
+            dispatch: tracing::Dispatch::none(),
+        };
+        let app = Arc::new(App::new(config.unwrap(), telemetry, hooks).unwrap());
+        let mut gate = Gate {
+            app: app.clone(),
+            inner: Unreachable,
+        };
+        for route in KEYED {
+            let req = http::Request::post(route)
+                .header("x-request-id", "call-1")
+                .body(Full::new(Bytes::from_static(b"\0\0\0\0\0")))
+                .unwrap();
+            let answer = gate.call(req).await.unwrap();
+            let code = answer.headers()["grpc-status"].to_str().unwrap();
+            assert_eq!(code, (tonic::Code::Unauthenticated as i32).to_string());
+            assert_eq!(answer.headers()["x-request-id"], "call-1");
+        }
+        assert_eq!(*seen.lock(), KEYED.map(|r| (r, 401)));
+        // Counted once each, with the time the refusal took (it was recorded as 0 s).
+        let metrics = app.metrics.render();
+        let sum = metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("http_request_duration_seconds_sum") && l.contains("RepositoryIndex")
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+        assert!(sum.is_some_and(|s| s > 0.0), "{metrics}");
+    }
 
     fn frame(msg: &[u8]) -> Vec<u8> {
         let mut b = vec![0];

@@ -23,6 +23,7 @@ pub mod proto {
 
 pub(crate) mod convert;
 mod gate;
+mod record;
 mod service;
 pub(crate) mod wire;
 
@@ -41,10 +42,9 @@ const GRPC_RESET_STREAMS: usize = 1024;
 /// Streams a client may open and reset before the server accepts them (h2's default).
 const GRPC_PENDING_RESETS: usize = 20;
 
-/// Whether a refused call on `route` counts in `inference_requests_rejected_total`: not the
-/// repository methods' (a refused model load is the operator's, as on HTTP's repository routes).
-fn counts_as_rejection(route: &str) -> bool {
-    !route
+/// Whether `route` is one of the repository methods.
+fn is_repository(route: &str) -> bool {
+    route
         .rsplit('/')
         .next()
         .unwrap_or(route)
@@ -134,17 +134,15 @@ impl Grpc {
 
 #[cfg(test)]
 mod tests {
-    use super::counts_as_rejection;
+    use super::is_repository;
 
     #[test]
-    fn repository_refusals_are_not_counted_as_rejections() {
-        assert!(counts_as_rejection(
-            "/inference.GRPCInferenceService/ModelInfer"
-        ));
-        assert!(!counts_as_rejection(
+    fn repository_methods_are_known_by_name() {
+        assert!(!is_repository("/inference.GRPCInferenceService/ModelInfer"));
+        assert!(is_repository(
             "/inference.GRPCInferenceService/RepositoryIndex"
         ));
-        assert!(!counts_as_rejection(
+        assert!(is_repository(
             "/inference.GRPCInferenceService/RepositoryModelLoad"
         ));
     }

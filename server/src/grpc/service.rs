@@ -2,7 +2,6 @@
 //! code of [`crate::v2`], and is observed like an HTTP request by [`Service::call`].
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -12,11 +11,10 @@ use tracing::Instrument;
 
 use super::convert;
 use super::proto::{self, grpc_inference_service_server::GrpcInferenceService};
+use super::record::Call;
 use crate::error::ApiError;
 use crate::headers;
-use crate::service::record::{finish, note_error, user_agent, Done};
 use crate::service::{repository, App};
-use crate::telemetry::trace::spans;
 use crate::v2::{infer, Model};
 
 /// The full gRPC path of a method (the `route` label).
@@ -47,39 +45,13 @@ impl Service {
         Fut: Future<Output = Result<T, ApiError>>,
     {
         let app = &self.app;
-        let method = route.rsplit('/').next().unwrap_or(route);
-        let started = Instant::now();
-        let peer = req
-            .remote_addr()
-            .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
         let headers = req.metadata().clone().into_headers();
-        let quiet = matches!(method, "ServerLive" | "ServerReady" | "ModelReady");
-        let port = app.config.http.grpc_port.unwrap_or(0);
-        let span = spans::request("POST", route, &headers, peer, port, quiet);
-        let request_id = app.request_id(headers::request_id(&headers));
-        let user_agent = user_agent(&span, || headers::user_agent(&headers));
+        let call = Call::start(app, route, &headers, req.remote_addr(), Instant::now());
         let result = work(req.into_inner(), headers)
-            .instrument(span.clone())
+            .instrument(call.span.clone())
             .await;
-        let status = match &result {
-            Ok(_) => 200,
-            Err(e) => {
-                if super::counts_as_rejection(route) {
-                    app.metrics.reject(e.reject_reason());
-                }
-                note_error(e, app);
-                e.status().as_u16()
-            }
-        };
-        let done = Done {
-            method: "POST",
-            route,
-            status,
-            request_id: &request_id,
-            user_agent,
-            elapsed: started.elapsed(),
-        };
-        finish(app, &span, done);
+        let request_id = call.request_id.clone();
+        call.end(app, result.as_ref().map(|_| ()));
         match result {
             Ok(v) => {
                 let mut r = Response::new(v);

@@ -51,8 +51,9 @@ pub fn image_bytes(body: Bytes, kind: &BodyKind) -> Result<Bytes, ApiError> {
     }
 }
 
-/// The whole path from content type and body to the network input, as the server runs it (on
-/// its decode pool): the fuzz target's entry point.
+/// The whole path from content type and body to the network input: the functions `/predict`
+/// calls, in its order, run inline rather than on the decode pool (whose panic catching and
+/// busy refusal are left out). The fuzz target's entry point.
 pub fn decode_request(
     content_type: &str,
     body: Bytes,

@@ -18,6 +18,7 @@ use super::infer_json::{self, Data, InferRequest, Param};
 use super::{json as json_response, read_body, HttpResponse};
 use crate::error::ApiError;
 use crate::headers;
+use crate::service::record::count_refusal;
 use crate::service::App;
 use crate::v2::{self, bad, infer, Model, Output, OutputData, Signature, Values};
 
@@ -71,7 +72,7 @@ fn model_path(path: &str) -> Option<((&str, Option<&str>), &str)> {
 
 /// The protocol's error body, with our status for the failure.
 fn error(app: &App, e: &ApiError) -> HttpResponse {
-    app.metrics.reject(e.reject_reason());
+    count_refusal(app, e, false);
     let body = json!({ "error": e.message(app.config.app.debug) }).to_string();
     super::error_response_with(e, app, body)
 }
@@ -145,7 +146,7 @@ fn model_get(app: &App, path: &str, route: &'static str) -> Result<HttpResponse,
         _ => json!({
             "name": name,
             "platform": "inference-gateway",
-            "max_batch_size": app.config.batching.max_batch_size,
+            "max_batch_size": sig.max_batch,
             "input": [{"name": i.name, "data_type": i.config_type(), "format": i.format(), "dims": i.dims}],
             "output": [{"name": o.name, "data_type": o.config_type(), "dims": o.dims}],
             "dynamic_batching": {

@@ -27,7 +27,7 @@ use crate::error::ApiError;
 use crate::headers;
 use crate::infer::classify_image;
 use crate::lifecycle::Pipeline;
-use crate::service::record::{finish, note_error, user_agent, Done};
+use crate::service::record::{count_refusal, finish, note_error, user_agent, Done};
 use crate::service::App;
 use crate::telemetry::metrics::OPENMETRICS_CONTENT_TYPE;
 use crate::telemetry::trace::spans;
@@ -66,10 +66,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
             .await
     };
     let mut response = result.unwrap_or_else(|e| {
-        // Requests not served; a refused model load is the operator's, not a client's.
-        if !repository::is_route(route) {
-            app.metrics.reject(e.reject_reason());
-        }
+        count_refusal(&app, &e, repository::is_route(route));
         error_response(&e, &app)
     });
     if let Ok(v) = HeaderValue::from_str(&request_id) {

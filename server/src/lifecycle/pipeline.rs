@@ -147,7 +147,8 @@ fn build_pipeline(parts: &Parts) -> Result<(Pipeline, JoinHandle<()>), LoadError
     )?;
     // The file's version, whatever precision its lanes run at.
     let version = super::version_of(&model.bytes);
-    model.bytes = super::precision::engine_bytes(mc, &model.bytes, model.origin == "builtin")?;
+    model.bytes =
+        super::precision::engine_bytes(mc, &model.bytes, model.origin == models::Origin::Builtin)?;
     let sig = &model.signature;
     let max_batch = parts
         .config

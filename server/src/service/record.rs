@@ -58,6 +58,15 @@ pub(crate) fn finish(app: &App, span: &Span, d: Done<'_>) {
     }
 }
 
+/// Counts a refused request in `inference_requests_rejected_total` by its reason, unless it was
+/// a repository call: a refused model load is the operator's, not a client's. Every transport
+/// counts through here.
+pub(crate) fn count_refusal(app: &App, e: &ApiError, repository_call: bool) {
+    if !repository_call {
+        app.metrics.reject(e.reject_reason());
+    }
+}
+
 /// The log lines of a refusal, whatever the protocol: an engine failure always, the rest in
 /// debug mode.
 pub(crate) fn note_error(e: &ApiError, app: &App) {

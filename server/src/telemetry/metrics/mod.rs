@@ -92,7 +92,7 @@ pub struct ModelLabels {
     pub device: String,
     /// `MODEL_NAME`.
     pub model: String,
-    /// `fp32`.
+    /// `fp32` or `int8` (`MODEL_PRECISION`).
     pub precision: &'static str,
     /// The first 12 hex digits of the model file's SHA-256: which weights serve.
     pub version: String,
