@@ -365,7 +365,7 @@ async fn the_model_config_advertises_the_batch_that_is_served() {
         assert_eq!(config.json()["max_batch_size"], 1, "{model}");
     }
     let image = std::fs::read(common::images("good").join("ijg-testorig.jpg")).unwrap();
-    let (body, len) = infer_body(&[image.clone()], json!({"classification": 1}));
+    let (body, len) = infer_body(std::slice::from_ref(&image), json!({"classification": 1}));
     assert_eq!(
         infer(&server, "resnet50_image", &body, len).await.status,
         200
