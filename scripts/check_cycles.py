@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""No import cycle between the modules (files) of any crate in the workspace, and the server's
-layers kept (docs/ARCHITECTURE.md, "Dependency rules").
+"""No import cycle between the modules (files) of any crate in the workspace; the layers of the
+server and its core kept; and gateway-core free of HTTP and gRPC crates (docs/ARCHITECTURE.md,
+"Dependency rules").
 
   python3 scripts/check_cycles.py            # exits 1 naming each cycle or broken rule
 
@@ -15,16 +16,18 @@ import re
 import sys
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-CRATES = ["server", "engine", "models", "kernels", "loadtest", "benches"]
+CRATES = ["server", "server/core", "engine", "models", "kernels", "loadtest", "benches"]
+# Crates the protocol-neutral core must not depend on, even through another crate.
+TRANSPORT_CRATES = {"hyper", "http", "http-body", "h2", "tonic", "multer", "reqwest", "axum", "tower"}
 
-# The server's layers: a module may import only from its own layer or those listed for it
-# (besides leaves that sit below everything: error, body, headers, conn, fuzzing seams).
+# The layers of the server and its core: a module must not import the modules listed for it
+# (leaves such as error, body, headers and conn sit below everything).
 LAYERS = {
     "lifecycle": {"service", "http", "grpc", "serve"},
     "service": {"http", "grpc", "serve"},
     "v2": {"http", "grpc", "serve"},
-    "http": {"grpc", "serve"},
-    "grpc": {"http", "serve"},
+    "http": {"grpc", "serve", "lifecycle", "batching"},
+    "grpc": {"http", "serve", "lifecycle", "batching"},
     "batching": {"lifecycle", "service", "v2", "http", "grpc", "serve"},
     "imaging": {"lifecycle", "service", "v2", "http", "grpc", "serve", "batching"},
     "telemetry": {"lifecycle", "service", "v2", "http", "grpc", "serve", "batching", "imaging"},
@@ -45,6 +48,13 @@ def modules(src):
             if rel in (["lib"], ["main"]):
                 rel = []
             found.setdefault(tuple(rel), os.path.join(dirpath, f))
+    # Another crate's modules re-exported at the root (`pub use gateway_core::{a, b}`) are
+    # modules of this one for the rules.
+    root = found.get(())
+    if root:
+        for m in re.finditer(r"use\s+gateway_core::\{([^}]*)\};", open(root, encoding="utf-8").read()):
+            for name in m.group(1).split(","):
+                found.setdefault((name.strip(),), f"gateway_core::{name.strip()}")
     return found
 
 
@@ -143,8 +153,22 @@ def cycles(graph):
     return out
 
 
+def core_has_no_transport():
+    """`cargo tree` of gateway-core's normal dependencies names no HTTP or gRPC crate."""
+    import subprocess
+
+    out = subprocess.run(["cargo", "tree", "-p", "gateway-core", "-e", "normal", "--prefix", "none"],
+                         cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    found = sorted({line.split()[0] for line in out.splitlines() if line.strip()} & TRANSPORT_CRATES)
+    if found:
+        print(f"FAIL gateway-core depends on {', '.join(found)} (see cargo tree -p gateway-core -i NAME)")
+        return 1
+    print(f"ok   gateway-core: no HTTP or gRPC crate among its dependencies ({', '.join(sorted(TRANSPORT_CRATES))})")
+    return 0
+
+
 def main():
-    failures = 0
+    failures = core_has_no_transport()
     for crate in CRATES:
         src = os.path.join(ROOT, crate, "src")
         if not os.path.isdir(src):
@@ -152,6 +176,8 @@ def main():
         mods = modules(src)
         graph, edges = {}, {}
         for mod, path in mods.items():
+            if not path.endswith(".rs"):
+                continue  # another crate's
             text = open(path, encoding="utf-8").read()
             for ref in references(text):
                 target = resolve(mod, ref, mods)
@@ -166,13 +192,13 @@ def main():
                 for b in comp:
                     if (a, b) in edges:
                         print(f"       {mods[a][len(ROOT) + 1:]} -> {'::'.join(b)} ({edges[(a, b)]})")
-        if crate == "server":
+        if crate in ("server", "server/core"):
             for (a, b), ref in sorted(edges.items()):
                 if a and b and b[0] in LAYERS.get(a[0], ()):
                     failures += 1
                     print(f"FAIL server: {a[0]} must not import {b[0]}: {mods[a][len(ROOT) + 1:]} uses {ref}")
         if not failures:
-            print(f"ok   {crate}: {len(mods)} modules, no import cycle")
+            print(f"ok   {crate}: {len(mods)} modules, no import cycle, layers kept")
     sys.exit(1 if failures else 0)
 
 

@@ -17,36 +17,31 @@
 //! With `MODEL_PRECISION=int8` the model is quantised at load ([`precision`]) before its lanes
 //! are built.
 //!
-//! The modules' layers, each importing only those below it: `config` ← `telemetry` ←
-//! {`imaging`, `batching`} ← `lifecycle` (pipelines, the model slot, reloads) ← `service` (the
-//! protocol-neutral handle, `v2`'s model logic) ← {`http`, `grpc`} (which never import each
-//! other) ← `serve` (the composition root) ← `main`. `scripts/check_cycles.py` keeps the module
-//! graph acyclic in CI.
+//! The protocol-neutral work lives in the `gateway-core` crate (config, telemetry, imaging,
+//! batching, the model's lifecycle, the service); this crate holds the transports over it:
+//! `http` and `grpc` (which never import each other), the connection handling both share, the
+//! OTLP exporter, and `serve` (the composition root) ← `main`. Its modules are re-exported
+//! here under their old paths. `scripts/check_cycles.py` keeps the module graph acyclic and the
+//! layers in order in CI.
 //!
 //! [`run`] is the whole server: it serves probes at once, loads the model in the background
 //! (`/ready` turns 200 when warmed up) and on shutdown goes not-ready, stops accepting, drains,
 //! flushes the batcher and joins the engine, all within `GRACEFUL_SHUTDOWN_TIMEOUT`.
 
-pub mod config;
-pub mod error;
+pub use gateway_core::{batching, config, error, imaging, lifecycle, predict, telemetry};
+pub(crate) use gateway_core::{infer, service, v2};
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod imaging;
-pub mod telemetry;
 
-pub mod batching;
 mod body;
 mod conn;
 mod grpc;
 mod headers;
 mod http;
-mod infer;
-pub mod lifecycle;
+pub mod otlp;
 mod serve;
-mod service;
-mod v2;
 
-pub use http::{intake, predict};
+pub use http::intake;
 pub use lifecycle::precision;
 pub use telemetry::trace;
 

@@ -16,7 +16,7 @@ use tracing::instrument::WithSubscriber;
 use crate::config::Config;
 use crate::lifecycle::LoadError;
 use crate::service::{App, Hooks, Telemetry};
-use crate::telemetry::{self, metrics::Metrics, trace};
+use crate::telemetry::{self, metrics::Metrics};
 use crate::{grpc, http};
 
 /// Why the server could not start or keep running.
@@ -30,7 +30,7 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
     /// Tracing is on and its exporter could not be built (a certificate, the endpoint).
     #[error("tracing: {0}")]
-    Trace(#[from] crate::trace::TraceError),
+    Trace(#[from] crate::otlp::TraceError),
 }
 
 /// The sockets the server answers on: HTTP (`/predict`, probes, metrics, KServe v2 REST) and,
@@ -66,7 +66,7 @@ pub async fn run_with(
 ) -> Result<(), ServeError> {
     let metrics = Metrics::new();
     let tracing = match config.telemetry.trace.enabled {
-        true => Some(trace::Tracing::start(
+        true => Some(crate::otlp::start(
             &config.telemetry.trace,
             metrics.spans_dropped.clone(),
         )?),

@@ -130,7 +130,7 @@ fn peer(extensions: &http::Extensions) -> Option<std::net::SocketAddr> {
 fn refuse(app: &App, call: Call, e: &ApiError) -> Answer {
     let id = call.request_id.parse().ok();
     call.end(app, Err(e));
-    let mut status = tonic::Status::new(e.grpc_code(), e.message(app.config.app.debug));
+    let mut status = tonic::Status::new(super::status::code(e), e.message(app.config.app.debug));
     if let Some(id) = id {
         status.metadata_mut().insert("x-request-id", id);
     }

@@ -8,11 +8,13 @@ use std::time::Instant;
 use hyper::header::HeaderMap;
 use tracing::Span;
 
+use super::status;
 use crate::error::ApiError;
 use crate::headers;
 use crate::service::record::{count_refusal, finish, note_error, user_agent, Done};
 use crate::service::App;
 use crate::telemetry::trace::spans;
+use opentelemetry_http::HeaderExtractor;
 
 /// A call being served.
 pub(super) struct Call {
@@ -36,7 +38,7 @@ impl Call {
         let quiet = matches!(method, "ServerLive" | "ServerReady" | "ModelReady");
         let port = app.config.http.grpc_port.unwrap_or(0);
         let peer = peer.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
-        let span = spans::request("POST", route, headers, peer, port, quiet);
+        let span = spans::request("POST", route, &HeaderExtractor(headers), peer, port, quiet);
         Call {
             request_id: app.request_id(headers::request_id(headers)),
             user_agent: user_agent(&span, || headers::user_agent(headers)),
@@ -53,7 +55,7 @@ impl Call {
             Err(e) => {
                 count_refusal(app, e, super::is_repository(self.route));
                 note_error(e, app);
-                e.status().as_u16()
+                status::label(status::code(e))
             }
         };
         let done = Done {

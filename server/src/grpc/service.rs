@@ -60,7 +60,10 @@ impl Service {
                 }
                 Ok(r)
             }
-            Err(e) => Err(Status::new(e.grpc_code(), e.message(app.config.app.debug))),
+            Err(e) => Err(Status::new(
+                super::status::code(&e),
+                e.message(app.config.app.debug),
+            )),
         }
     }
 

@@ -8,8 +8,8 @@ mod infer_json;
 pub mod intake;
 pub(crate) mod kserve;
 pub(crate) mod multipart;
-pub mod predict;
 mod repository;
+pub(crate) mod status;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,17 +22,17 @@ use hyper::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use tracing::Instrument;
 
-use crate::batching::queue::InferOutput;
 use crate::error::ApiError;
 use crate::headers;
 use crate::infer::classify_image;
-use crate::lifecycle::Pipeline;
+use crate::predict::{top_k, PredictResponse};
 use crate::service::record::{count_refusal, finish, note_error, user_agent, Done};
 use crate::service::App;
+use crate::service::Pipeline;
 use crate::telemetry::metrics::OPENMETRICS_CONTENT_TYPE;
 use crate::telemetry::trace::spans;
 pub(crate) use accept::accept;
-use predict::{top_k, PredictResponse};
+use opentelemetry_http::HeaderExtractor;
 
 /// The response type of every handler.
 pub type HttpResponse = Response<Full<Bytes>>;
@@ -51,7 +51,14 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
     // Probes and scrapes arrive every few seconds: traced only when a caller asks.
     let quiet = matches!(route, "/health" | "/ready" | "/metrics");
     let port = app.config.http.port;
-    let span = spans::request(method, route, req.headers(), peer, port, quiet);
+    let span = spans::request(
+        method,
+        route,
+        &HeaderExtractor(req.headers()),
+        peer,
+        port,
+        quiet,
+    );
     let started = Instant::now();
     let request_id = app.request_id(headers::request_id(req.headers()));
     let user_agent = user_agent(&span, || headers::user_agent(req.headers()));
@@ -160,8 +167,8 @@ fn error_response(e: &ApiError, app: &App) -> HttpResponse {
 /// An error answer with `body` (our `{"error": {code, message}}`, or a protocol's own shape):
 /// the status, `Retry-After`, `WWW-Authenticate`, and the engine failure in the log.
 fn error_response_with(e: &ApiError, app: &App, body: String) -> HttpResponse {
-    let mut r = json(e.status(), body);
-    if let Some(secs) = e.retry_after() {
+    let mut r = json(status::status(e), body);
+    if let Some(secs) = status::retry_after(e) {
         r.headers_mut()
             .insert("retry-after", HeaderValue::from(secs));
     }
@@ -265,25 +272,6 @@ async fn predict(app: &App, req: Request<Incoming>) -> Result<HttpResponse, ApiE
     Ok(r)
 }
 
-impl App {
-    /// Feeds the stage histograms and returns the matching `Server-Timing` header value.
-    fn observe_stages(&self, host: &[(&'static str, Duration)], out: &InferOutput) -> String {
-        let engine = out.stages.iter().map(|s| (s.stage, s.duration));
-        let all = host
-            .iter()
-            .copied()
-            .chain([("queue", out.queue_wait)])
-            .chain(engine);
-        let mut header = Vec::new();
-        for (stage, d) in all {
-            self.metrics.observe_stage(stage, d.as_secs_f64());
-            header.push(format!("{stage};dur={:.3}", d.as_secs_f64() * 1e3));
-        }
-        header.push(format!("batch;desc=\"size {}\"", out.batch_size));
-        header.join(", ")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,7 +282,7 @@ mod tests {
         assert_eq!(parse_top_k(Some("a=1&top_k=10"), 1000).unwrap(), 10);
         for bad in ["top_k=0", "top_k=1001", "top_k=x", "top_k=-1"] {
             assert_eq!(
-                parse_top_k(Some(bad), 1000).unwrap_err().status(),
+                status::status(&parse_top_k(Some(bad), 1000).unwrap_err()),
                 400,
                 "{bad}"
             );

@@ -14,7 +14,7 @@ use crate::error::ApiError;
 use crate::telemetry::metrics::{Metrics, ModelLabels};
 
 /// The serving pipeline and the server's state around it.
-pub(crate) struct Slot {
+pub struct Slot {
     pipeline: RwLock<Option<Arc<Pipeline>>>,
     /// Shutting down: no new work, the pipeline is being drained.
     draining: AtomicBool,
@@ -30,7 +30,7 @@ pub(crate) struct Slot {
 
 impl Slot {
     /// An empty slot; `labels` is the `model_info` series without its version.
-    pub(crate) fn new(labels: ModelLabels, metrics: Metrics) -> Self {
+    pub fn new(labels: ModelLabels, metrics: Metrics) -> Self {
         Slot {
             pipeline: RwLock::new(None),
             draining: AtomicBool::new(false),
@@ -45,7 +45,7 @@ impl Slot {
     /// Serves `pipeline` from now on: requests that hold the previous one finish on it, and its
     /// batcher stops when the last lets go. `model_info` follows.
     /// Returns `false` (and drops `pipeline`) when the server is shutting down.
-    pub(crate) fn install(&self, pipeline: Pipeline, thread: JoinHandle<()>) -> bool {
+    pub fn install(&self, pipeline: Pipeline, thread: JoinHandle<()>) -> bool {
         let labels = ModelLabels {
             version: pipeline.version.clone(),
             ..self.labels.clone()
@@ -71,18 +71,18 @@ impl Slot {
     }
 
     /// A pipeline built and not used (a refused reload): its batcher stops once it is dropped.
-    pub(crate) fn retire(&self, pipeline: Pipeline, thread: JoinHandle<()>) {
+    pub fn retire(&self, pipeline: Pipeline, thread: JoinHandle<()>) {
         drop(pipeline);
         self.batchers.lock().push(thread);
     }
 
     /// Shutting down.
-    pub(crate) fn draining(&self) -> bool {
+    pub fn draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
     }
 
     /// The pipeline, when loaded and not draining.
-    pub(crate) fn pipeline(&self) -> Result<Arc<Pipeline>, ApiError> {
+    pub fn pipeline(&self) -> Result<Arc<Pipeline>, ApiError> {
         if self.draining() {
             return Err(ApiError::NotReady("draining"));
         }
@@ -93,13 +93,13 @@ impl Slot {
     }
 
     /// The pipeline serving, draining or not (the repository index shows its version).
-    pub(crate) fn current(&self) -> Option<Arc<Pipeline>> {
+    pub fn current(&self) -> Option<Arc<Pipeline>> {
         self.pipeline.read().clone()
     }
 
     /// Alive: every engine lane thread is running (a dead one needs a process restart, which
     /// a liveness probe failing on 503 brings about).
-    pub(crate) fn alive(&self) -> Result<(), ApiError> {
+    pub fn alive(&self) -> Result<(), ApiError> {
         let Some(p) = self.current() else {
             return Ok(());
         };
@@ -117,7 +117,7 @@ impl Slot {
     }
 
     /// Ready: loaded, warmed up, not stopping, and every engine lane up.
-    pub(crate) fn ready(&self) -> Result<(), ApiError> {
+    pub fn ready(&self) -> Result<(), ApiError> {
         self.alive()?;
         if self.stopping.load(Ordering::Acquire) {
             return Err(ApiError::NotReady("shutting down"));
@@ -129,21 +129,21 @@ impl Slot {
     }
 
     /// SIGTERM: not ready from now on, still serving.
-    pub(crate) fn stop(&self) {
+    pub fn stop(&self) {
         self.stopping.store(true, Ordering::Release);
     }
 
     /// Draining from now on: no request gets the pipeline. Under the pipeline lock, so a reload
     /// finishing now either swapped in before this (and is drained like the rest) or sees
     /// `draining` and drops its new pipeline.
-    pub(crate) fn drain(&self) {
+    pub fn drain(&self) {
         let _slot = self.pipeline.write();
         self.draining.store(true, Ordering::Release);
     }
 
     /// Lets go of the pipeline (its batcher sees the queue close once handlers let go too) and
     /// returns every batcher thread to join.
-    pub(crate) fn close(&self) -> Vec<JoinHandle<()>> {
+    pub fn close(&self) -> Vec<JoinHandle<()>> {
         self.pipeline.write().take();
         std::mem::take(&mut *self.batchers.lock())
     }

@@ -5,8 +5,8 @@
 //! of its requests). `tracing-opentelemetry` turns them into SDK spans; the SDK's
 //! [`Sampler`] decides which are recorded; an ended span goes through [`export::Bounded`] (which
 //! counts what it must drop) to the SDK's `BatchSpanProcessor`, whose own thread hands batches
-//! to `opentelemetry-otlp`'s HTTP exporter on a blocking `reqwest` client (rustls; no reactor
-//! needed on that thread). A full queue or a failing collector drops spans, counted in
+//! to the exporter [`Tracing::new`] is given: the server gives `opentelemetry-otlp`'s HTTP
+//! exporter on a blocking `reqwest` client (`inference_gateway::otlp`). A full queue or a failing collector drops spans, counted in
 //! `trace_spans_dropped_total`, never requests; shutdown waits at most its deadline.
 //!
 //! Configuration is read once with the rest ([`TraceConfig`]) and handed to the SDK's builders;
@@ -20,7 +20,6 @@ use std::time::Duration;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::KeyValue;
-use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
 use prometheus_client::metrics::counter::Counter;
@@ -28,24 +27,6 @@ use prometheus_client::metrics::family::Family;
 
 pub use crate::config::trace::{Root, Sampler, TraceConfig};
 use crate::telemetry::metrics::ReasonLabel;
-
-/// Why tracing could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum TraceError {
-    /// A certificate or key file named by the configuration.
-    #[error("{var}: {path}: {reason}")]
-    Tls {
-        /// The variable that named it.
-        var: &'static str,
-        /// The file.
-        path: String,
-        /// What was wrong.
-        reason: String,
-    },
-    /// The SDK refused the exporter's configuration.
-    #[error("the OTLP exporter: {0}")]
-    Exporter(String),
-}
 
 /// The running trace pipeline: the SDK's provider (its batch thread) and the tracer spans are
 /// made with.
@@ -55,25 +36,13 @@ pub struct Tracing {
 }
 
 impl Tracing {
-    /// Builds the exporter, the batch processor thread and the provider. `dropped` counts spans
-    /// lost, by reason (`queue_full`, `export_failed`).
-    pub fn start(
-        config: &TraceConfig,
-        dropped: Family<ReasonLabel, Counter>,
-    ) -> Result<Self, TraceError> {
-        let client = export::http_client(config)?;
-        let mut builder = opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_http_client(client)
-            .with_protocol(Protocol::HttpBinary)
-            .with_endpoint(config.endpoint.clone())
-            .with_timeout(config.timeout);
-        if config.gzip {
-            builder = builder.with_compression(opentelemetry_otlp::Compression::Gzip);
-        }
-        let exporter = builder
-            .build()
-            .map_err(|e| TraceError::Exporter(e.to_string()))?;
+    /// The batch processor thread and the provider over `exporter` (the transport that sends
+    /// spans is the caller's choice). `dropped` counts spans lost, by reason (`queue_full`,
+    /// `export_failed`).
+    pub fn new<E>(exporter: E, config: &TraceConfig, dropped: Family<ReasonLabel, Counter>) -> Self
+    where
+        E: opentelemetry_sdk::trace::SpanExporter + 'static,
+    {
         let processor = export::bounded(exporter, config.max_queue, dropped, |exporter| {
             let batch = BatchConfigBuilder::default()
                 // Room for every span the bound admits: the SDK's own queue never drops.
@@ -97,7 +66,7 @@ impl Tracing {
             .with_resource(resource)
             .build();
         let tracer = provider.tracer("inference-gateway");
-        Ok(Tracing { provider, tracer })
+        Tracing { provider, tracer }
     }
 
     /// The tracer `tracing-opentelemetry` records spans with.

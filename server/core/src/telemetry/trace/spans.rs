@@ -10,10 +10,8 @@
 use std::borrow::Cow;
 use std::net::SocketAddr;
 
-use hyper::header::HeaderMap;
-use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceId};
-use opentelemetry_http::HeaderExtractor;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tracing::field::Empty;
 use tracing::Span;
@@ -33,17 +31,19 @@ fn span_name(method: &'static str, route: &'static str) -> Cow<'static, str> {
     }
 }
 
-/// The server span of one request, continuing the caller's `traceparent` when it is valid.
-/// `quiet` requests (probes, scrapes) get no span unless the caller sends a `traceparent`.
+/// The server span of one request, continuing the caller's `traceparent` when it is valid
+/// (`headers` reads the request's headers, whatever the transport). `quiet` requests (probes,
+/// scrapes) get no span unless the caller sends a `traceparent`.
 pub fn request(
     method: &'static str,
     route: &'static str,
-    headers: &HeaderMap,
+    headers: &dyn Extractor,
     peer: SocketAddr,
     port: u16,
     quiet: bool,
 ) -> Span {
-    if quiet && !headers.contains_key("traceparent") {
+    let traced = headers.get("traceparent").is_some();
+    if quiet && !traced {
         return Span::none();
     }
     let span = tracing::info_span!(
@@ -63,8 +63,8 @@ pub fn request(
         user_agent.original = Empty,
         error.type = Empty,
     );
-    if headers.contains_key("traceparent") {
-        let parent = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
+    if traced {
+        let parent = TraceContextPropagator::new().extract(headers);
         // Only fails when no export layer is installed; the span is then not exported anyway.
         let _ = span.set_parent(parent);
     }

@@ -1,9 +1,9 @@
-//! Every way a request can fail, and the one place that maps each to an HTTP status and a
-//! JSON body `{"error": {"code", "message"}}`.
+//! Every way a request can fail, whatever the transport: each kind with its machine-readable
+//! code, its `reject_reason` label, and the message and JSON body `{"error": {"code",
+//! "message"}}` it is told with. Statuses are the transports' (`http::status`, `grpc::status`:
+//! one place each).
 
 use std::time::Duration;
-
-use hyper::StatusCode;
 
 use crate::imaging::DecodeError;
 
@@ -69,28 +69,6 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    /// The HTTP status.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::BodyTooLarge { .. } | Self::ImageTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Unsupported { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::QueueFull(_) | Self::DecodeBusy => StatusCode::TOO_MANY_REQUESTS,
-            Self::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Deadline(_) => StatusCode::GATEWAY_TIMEOUT,
-            Self::NotFound | Self::ModelNotFound(_) => StatusCode::NOT_FOUND,
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
-            Self::Engine(
-                engine::EngineError::Restarting(_)
-                | engine::EngineError::DeviceLost(_)
-                | engine::EngineError::ShutDown,
-            ) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Engine(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
     /// The snake_case code in the body.
     pub fn code(&self) -> &'static str {
         match self {
@@ -129,29 +107,6 @@ impl ApiError {
             | Self::MethodNotAllowed
             | Self::NotImplemented(_) => "not_found",
             Self::Engine(_) => "engine_error",
-        }
-    }
-
-    /// The gRPC status code of the failure, from its HTTP status (one mapping for both).
-    pub fn grpc_code(&self) -> tonic::Code {
-        use tonic::Code;
-        match self.status().as_u16() {
-            401 => Code::Unauthenticated,
-            404 => Code::NotFound,
-            405 | 501 => Code::Unimplemented,
-            413 | 429 => Code::ResourceExhausted,
-            503 => Code::Unavailable,
-            504 => Code::DeadlineExceeded,
-            400..=499 => Code::InvalidArgument,
-            _ => Code::Internal,
-        }
-    }
-
-    /// Seconds after which a retry may succeed (`Retry-After`): every 429 and 503.
-    pub fn retry_after(&self) -> Option<u32> {
-        match self.status() {
-            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => Some(1),
-            _ => None,
         }
     }
 
@@ -214,47 +169,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn statuses_follow_the_contract() {
+    fn every_kind_has_a_code_and_a_message() {
         let cases = [
-            (ApiError::bad_request("x", "m"), 400),
-            (ApiError::Unauthorized, 401),
-            (ApiError::BodyTooLarge { limit: 1 }, 413),
-            (
-                DecodeError::TooLarge {
-                    width: 1,
-                    height: 1,
-                    limit: 0,
-                }
-                .into(),
-                413,
-            ),
-            (DecodeError::Unsupported("12-bit".into()).into(), 415),
-            (DecodeError::NotAnImage.into(), 400),
-            (ApiError::QueueFull(4), 429),
-            (ApiError::NotReady("draining"), 503),
-            (ApiError::Deadline(Duration::from_secs(1)), 504),
-            (ApiError::Engine(engine::EngineError::ShutDown), 503),
-            (ApiError::DecodeBusy, 429),
-            (
-                ApiError::Engine(engine::EngineError::Inference("x".into())),
-                500,
-            ),
-            (
-                ApiError::Engine(engine::EngineError::DeviceLost("700".into())),
-                503,
-            ),
+            ApiError::bad_request("x", "m"),
+            ApiError::Unauthorized,
+            ApiError::BodyTooLarge { limit: 1 },
+            DecodeError::Unsupported("12-bit".into()).into(),
+            ApiError::QueueFull(4),
+            ApiError::NotReady("draining"),
+            ApiError::Deadline(Duration::from_secs(1)),
+            ApiError::Engine(engine::EngineError::Inference("secret detail".into())),
         ];
-        for (err, status) in cases {
-            assert_eq!(err.status().as_u16(), status, "{err:?}");
-            // Every 429 and 503 tells the client when to come back (CONTRACT.md).
-            assert_eq!(
-                err.retry_after().is_some(),
-                [429, 503].contains(&status),
-                "{err:?}"
-            );
+        for err in cases {
             let body: serde_json::Value = serde_json::from_str(&err.body(false)).unwrap();
             assert_eq!(body["error"]["code"], err.code());
-            assert!(!body["error"]["message"].as_str().unwrap().is_empty());
+            let message = body["error"]["message"].as_str().unwrap();
+            assert!(
+                !message.is_empty() && !message.contains("secret"),
+                "{err:?}"
+            );
         }
     }
 }

@@ -57,9 +57,16 @@ fn endpoint<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<String, Confi
         "OTEL_EXPORTER_OTLP_ENDPOINT",
         "http://localhost:4318".into(),
     ));
-    let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
-    let parsed = url.parse::<hyper::Uri>();
-    if !scheme_ok || parsed.as_ref().map_or(true, |u| u.host().is_none()) {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
+    // The authority: up to the path, query or fragment; a host, then perhaps `:port`.
+    let authority = rest.map(|r| r.split(['/', '?', '#']).next().unwrap_or(""));
+    let host_ok = authority.is_some_and(|a| {
+        let host = a.rsplit_once('@').map_or(a, |(_, h)| h);
+        !host.is_empty() && !host.starts_with(':') && !a.contains(char::is_whitespace)
+    });
+    if !host_ok {
         return Err(bad(
             var,
             url,

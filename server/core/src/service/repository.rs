@@ -10,16 +10,20 @@ use crate::lifecycle::{self, ReloadError, Reloaded};
 
 /// One model of the repository index.
 #[derive(Serialize)]
-pub(crate) struct Entry {
+pub struct Entry {
+    /// The model's name.
     pub name: String,
+    /// The content version of the file it serves.
     pub version: String,
+    /// `READY`, `LOADING` or `UNAVAILABLE`.
     pub state: &'static str,
     #[serde(skip_serializing_if = "str::is_empty")]
+    /// Why it is not ready, when it is not.
     pub reason: &'static str,
 }
 
 /// Both models with the state of the model file (its version is the content version).
-pub(crate) fn entries(app: &App) -> Vec<Entry> {
+pub fn entries(app: &App) -> Vec<Entry> {
     let pipeline = app.models.slot().current();
     let (version, state, reason) = match (&pipeline, app.draining()) {
         (_, true) => (String::new(), "UNAVAILABLE", "shutting down"),
@@ -38,7 +42,7 @@ pub(crate) fn entries(app: &App) -> Vec<Entry> {
 }
 
 /// A repository load (both protocols): the version serving once it is done, or why not.
-pub(crate) async fn load(app: &App) -> Result<String, ApiError> {
+pub async fn load(app: &App) -> Result<String, ApiError> {
     match lifecycle::load(&app.models).await {
         Ok(Reloaded::Swapped { version } | Reloaded::Unchanged { version }) => Ok(version),
         Err(ReloadError::NotServing) => Err(ApiError::NotReady("no model is serving yet")),
@@ -52,7 +56,7 @@ pub(crate) async fn load(app: &App) -> Result<String, ApiError> {
 }
 
 /// Why unloading is refused (both protocols).
-pub(crate) fn unload_refused() -> ApiError {
+pub fn unload_refused() -> ApiError {
     ApiError::bad_request(
         "unload_unsupported",
         "this server always serves its one model; load a new file instead",

@@ -4,7 +4,7 @@
 
 mod gif;
 pub mod jpeg;
-pub(crate) mod pool;
+pub mod pool;
 pub mod resize;
 
 use std::io::Cursor;
@@ -248,7 +248,7 @@ mod tests {
     fn a_jpeg_of_too_many_scans_is_refused_before_decoding() {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../testdata/images/good/progressive-cat.jpg"
+            "/../../testdata/images/good/progressive-cat.jpg"
         );
         let good = std::fs::read(path).unwrap();
         assert!(decode_rgb(&good, 40_000_000).is_ok());

@@ -13,10 +13,10 @@ mod slot;
 mod version;
 
 pub use pipeline::{BackendWrapper, LoadError};
-pub(crate) use pipeline::{Parts, Pipeline};
-pub(crate) use reload::{load, reload_worker};
+pub use pipeline::{Parts, Pipeline};
+pub use reload::{load, reload_worker};
 pub use reload::{watch, ReloadError, Reloaded};
-pub(crate) use slot::Slot;
+pub use slot::Slot;
 pub use version::{content_version, version_of};
 
 use std::sync::Arc;
@@ -24,7 +24,7 @@ use std::sync::Arc;
 use crate::telemetry::metrics::ModelLabels;
 
 /// The model slot and the loads into it.
-pub(crate) struct Models {
+pub struct Models {
     parts: Parts,
     slot: Slot,
     /// Reloads happen one at a time.
@@ -35,7 +35,7 @@ pub(crate) struct Models {
 
 impl Models {
     /// An empty slot, and what building a pipeline takes.
-    pub(crate) fn new(parts: Parts) -> Self {
+    pub fn new(parts: Parts) -> Self {
         let mc = &parts.config.model;
         let labels = ModelLabels {
             device: mc.device.to_string(),
@@ -52,12 +52,12 @@ impl Models {
     }
 
     /// The slot the pipeline serves from.
-    pub(crate) fn slot(&self) -> &Slot {
+    pub fn slot(&self) -> &Slot {
         &self.slot
     }
 
     /// The first load: builds a pipeline on a blocking thread and installs it.
-    pub(crate) async fn load_first(self: &Arc<Self>) -> Result<(), LoadError> {
+    pub async fn load_first(self: &Arc<Self>) -> Result<(), LoadError> {
         let (pipeline, thread) = self.build().await?;
         self.slot.install(pipeline, thread);
         Ok(())

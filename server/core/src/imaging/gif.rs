@@ -81,7 +81,7 @@ mod tests {
     fn the_test_image_parses() {
         let b = std::fs::read(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../testdata/images/good/gif-sample.gif"
+            "/../../testdata/images/good/gif-sample.gif"
         ))
         .unwrap();
         let (w, h) = first_frame_extent(&b).unwrap();

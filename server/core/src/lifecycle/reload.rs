@@ -65,7 +65,7 @@ pub enum Reloaded {
 /// Runs triggers from `rx` (the file watcher, `SIGHUP`) one reload at a time, however many
 /// arrive: a burst of file events while a reload runs leads to one more reload, not one each.
 /// A trigger that arrives while the first model is still loading waits for it.
-pub(crate) async fn reload_worker(models: Arc<Models>, mut rx: mpsc::Receiver<&'static str>) {
+pub async fn reload_worker(models: Arc<Models>, mut rx: mpsc::Receiver<&'static str>) {
     while let Some(cause) = rx.recv().await {
         while !models.slot.draining() && models.slot.pipeline().is_err() {
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -80,10 +80,7 @@ pub(crate) async fn reload_worker(models: Arc<Models>, mut rx: mpsc::Receiver<&'
 
 /// Loads `MODEL_PATH` again and swaps it in (see the module). `cause` is for the log. Runs to
 /// its end even if the caller stops waiting: the work is a task of its own.
-pub(crate) async fn reload(
-    models: &Arc<Models>,
-    cause: &'static str,
-) -> Result<Reloaded, ReloadError> {
+pub async fn reload(models: &Arc<Models>, cause: &'static str) -> Result<Reloaded, ReloadError> {
     let models = models.clone();
     let task =
         tokio::spawn(async move { reload_now(&models, cause).await }.with_current_subscriber());
@@ -96,7 +93,7 @@ pub(super) type SharedReload = Shared<BoxFuture<'static, Result<Reloaded, Reload
 /// A repository load: joins the load that is waiting to start, if any, so concurrent requests
 /// make one reload and all get its result. A load whose callers all left before it started is
 /// never run; once started it runs to its end (as [`reload`]).
-pub(crate) async fn load(models: &Arc<Models>) -> Result<Reloaded, ReloadError> {
+pub async fn load(models: &Arc<Models>) -> Result<Reloaded, ReloadError> {
     let joined = models
         .pending_load
         .lock()

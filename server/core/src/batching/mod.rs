@@ -4,5 +4,5 @@
 //! copies its images straight into the lane's batch buffer.
 
 pub mod admission;
-pub(crate) mod batcher;
+pub mod batcher;
 pub mod queue;

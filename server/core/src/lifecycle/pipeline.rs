@@ -48,21 +48,28 @@ pub enum LoadError {
 }
 
 /// What building a pipeline takes from the server: the same for the first load and every reload.
-pub(crate) struct Parts {
+pub struct Parts {
+    /// The server's configuration (the model's and the batching settings are read).
     pub config: Config,
+    /// Where the batcher and the model info report.
     pub metrics: Metrics,
+    /// The admission count the batcher releases places of.
     pub admission: Arc<Admission>,
     /// The server's subscriber: the loader's and the batcher's logs and spans go to it.
     pub dispatch: tracing::Dispatch,
     /// Test seams.
     pub wrap_backend: Option<BackendWrapper>,
+    /// Runs in the batcher thread before each batch (a test seam).
     pub batcher_fault: Option<BatcherFault>,
 }
 
 /// The loaded model's side of the server: where requests go and how answers are labelled.
-pub(crate) struct Pipeline {
+pub struct Pipeline {
+    /// The batcher's queue: admitted inputs go here.
     pub requests: crossbeam_channel::Sender<Pending>,
+    /// The model's class count (its output row length).
     pub classes: usize,
+    /// Class names, when the model is ImageNet's 1 000 classes; else empty.
     pub labels: &'static [&'static str],
     /// Whether every engine lane can run batches.
     pub health: Arc<engine::Health>,
@@ -78,7 +85,7 @@ pub(crate) struct Pipeline {
 
 /// The names of the network's input and output tensors, as in the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct TensorNames {
+pub struct TensorNames {
     pub input: String,
     pub output: String,
 }
@@ -131,7 +138,7 @@ fn backends(
 
 /// Loads (or generates) the model, starts the lanes (warmed up) and the batcher, logging under
 /// the server's subscriber (it runs on a blocking thread). Blocking.
-pub(crate) fn build(parts: &Parts) -> Result<(Pipeline, JoinHandle<()>), LoadError> {
+pub fn build(parts: &Parts) -> Result<(Pipeline, JoinHandle<()>), LoadError> {
     tracing::dispatcher::with_default(&parts.dispatch, || build_pipeline(parts))
 }
 

@@ -3,8 +3,8 @@
 //! ([`record`]); the repository API's logic ([`repository`]). Keys and ids arrive here as plain
 //! strings: reading them out of a request's headers is each transport's business.
 
-pub(crate) mod record;
-pub(crate) mod repository;
+pub mod record;
+pub mod repository;
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
@@ -16,26 +16,31 @@ use crate::batching::batcher::BatcherFault;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::imaging::pool::BlockingPool;
-use crate::lifecycle::{BackendWrapper, Models, Parts, Pipeline};
+pub use crate::lifecycle::Pipeline;
+use crate::lifecycle::{BackendWrapper, Models, Parts};
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::trace;
 use crate::v2::stats::Stats;
 
 /// State shared by every connection.
-pub(crate) struct App {
-    pub(crate) config: Config,
-    pub(crate) metrics: Metrics,
-    pub(crate) admission: Arc<Admission>,
-    pub(crate) decode: BlockingPool,
+pub struct App {
+    /// The configuration, read once at start.
+    pub config: Config,
+    /// Every metric the server exports.
+    pub metrics: Metrics,
+    /// Places in the queue: admitted inputs hold one each.
+    pub admission: Arc<Admission>,
+    /// The bounded pool that decodes and preprocesses images.
+    pub decode: BlockingPool,
     /// The model slot and its loads.
-    pub(crate) models: Arc<Models>,
+    pub models: Arc<Models>,
     ids: (RandomState, AtomicU64),
     /// The span export pipeline, when tracing is on (flushed last at shutdown).
-    pub(crate) tracing: Option<trace::Tracing>,
+    pub tracing: Option<trace::Tracing>,
     /// Triton's statistics of the v2 models.
-    pub(crate) v2_stats: Stats,
+    pub v2_stats: Stats,
     /// Told `(route, status)` of every answer (a test seam).
-    pub(crate) on_response: Option<ResponseHook>,
+    pub on_response: Option<ResponseHook>,
 }
 
 /// Told `(route, status)` of every response the server produces, as it is logged.
@@ -54,7 +59,8 @@ pub struct Hooks {
 }
 
 /// The server's telemetry, as `serve` wired it.
-pub(crate) struct Telemetry {
+pub struct Telemetry {
+    /// Every metric the server exports.
     pub metrics: Metrics,
     /// The span export pipeline, when tracing is on.
     pub tracing: Option<trace::Tracing>,
@@ -64,7 +70,7 @@ pub(crate) struct Telemetry {
 
 impl App {
     /// The shared state, over the telemetry `serve` wired; the model slot empty.
-    pub(crate) fn new(config: Config, telemetry: Telemetry, hooks: Hooks) -> std::io::Result<Self> {
+    pub fn new(config: Config, telemetry: Telemetry, hooks: Hooks) -> std::io::Result<Self> {
         let Telemetry {
             metrics,
             tracing,
@@ -95,27 +101,27 @@ impl App {
     }
 
     /// Shutting down.
-    pub(crate) fn draining(&self) -> bool {
+    pub fn draining(&self) -> bool {
         self.models.slot().draining()
     }
 
     /// The pipeline, when loaded and not draining.
-    pub(crate) fn pipeline(&self) -> Result<Arc<Pipeline>, ApiError> {
+    pub fn pipeline(&self) -> Result<Arc<Pipeline>, ApiError> {
         self.models.slot().pipeline()
     }
 
     /// Alive: every engine lane and the batcher are running.
-    pub(crate) fn alive(&self) -> Result<(), ApiError> {
+    pub fn alive(&self) -> Result<(), ApiError> {
         self.models.slot().alive()
     }
 
     /// Ready: loaded, warmed up, not shutting down, and every engine lane up.
-    pub(crate) fn ready(&self) -> Result<(), ApiError> {
+    pub fn ready(&self) -> Result<(), ApiError> {
         self.models.slot().ready()
     }
 
     /// The client's `x-request-id` when it is sane (1–128 of `[A-Za-z0-9._:-]`), else a new one.
-    pub(crate) fn request_id(&self, given: Option<&str>) -> String {
+    pub fn request_id(&self, given: Option<&str>) -> String {
         let sane = |s: &&str| {
             (1..=128).contains(&s.len())
                 && s.bytes()
@@ -135,7 +141,7 @@ impl App {
     }
 
     /// Checks the key a client `presented` when keys are configured (constant-time per key).
-    pub(crate) fn authorize(&self, presented: Option<&str>) -> Result<(), ApiError> {
+    pub fn authorize(&self, presented: Option<&str>) -> Result<(), ApiError> {
         let keys = &self.config.http.api_keys;
         if keys.is_empty() {
             return Ok(());

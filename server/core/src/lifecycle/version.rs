@@ -15,7 +15,7 @@ fn short_hex(digest: &[u8]) -> String {
 }
 
 /// Lower-case hex of `bytes` (content versions and cache keys).
-pub(crate) fn hex(bytes: &[u8]) -> String {
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

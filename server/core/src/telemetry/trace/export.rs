@@ -1,4 +1,4 @@
-//! The two thin layers this server puts around the SDK's export path, and its HTTP client.
+//! The two thin layers this server puts around the SDK's export path.
 //!
 //! [`Bounded`] wraps the SDK's `BatchSpanProcessor` and [`Counted`] its exporter: together they
 //! know how many ended spans are queued or being exported (`pending`), so a span beyond
@@ -6,7 +6,6 @@
 //! collector refused is counted (`export_failed`). The SDK's processor keeps its own count of
 //! drops private, so without these the loss would only be logged.
 
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +17,6 @@ use opentelemetry_sdk::Resource;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
-use super::{TraceConfig, TraceError};
 use crate::telemetry::metrics::ReasonLabel;
 
 type Dropped = Family<ReasonLabel, Counter>;
@@ -129,45 +127,4 @@ impl<P: SpanProcessor> SpanProcessor for Bounded<P> {
     fn set_resource(&mut self, resource: &Resource) {
         self.inner.set_resource(resource);
     }
-}
-
-fn read(var: &'static str, path: &Path) -> Result<Vec<u8>, TraceError> {
-    std::fs::read(path).map_err(|e| TraceError::Tls {
-        var,
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    })
-}
-
-/// The blocking `reqwest` client the exporter sends with: rustls (ring), the export timeout,
-/// and, when configured, only the given roots and a client identity. Built on a thread of its
-/// own, as a blocking client must not be made or dropped inside the async runtime.
-pub fn http_client(config: &TraceConfig) -> Result<reqwest::blocking::Client, TraceError> {
-    // Another part of the process may have chosen first; either provider serves.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let tls_err = |var, path: &Path| {
-        let path = path.display().to_string();
-        move |e: reqwest::Error| TraceError::Tls {
-            var,
-            path,
-            reason: e.to_string(),
-        }
-    };
-    let mut builder = reqwest::blocking::Client::builder().timeout(config.timeout);
-    if let Some(path) = &config.certificate {
-        let var = "OTEL_EXPORTER_OTLP_CERTIFICATE";
-        let roots =
-            reqwest::Certificate::from_pem_bundle(&read(var, path)?).map_err(tls_err(var, path))?;
-        builder = builder.tls_certs_only(roots);
-    }
-    if let Some((cert, key)) = &config.client_identity {
-        let var = "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE";
-        let mut pem = read(var, cert)?;
-        pem.extend(read("OTEL_EXPORTER_OTLP_CLIENT_KEY", key)?);
-        let identity = reqwest::Identity::from_pem(&pem).map_err(tls_err(var, cert))?;
-        builder = builder.identity(identity);
-    }
-    std::thread::scope(|s| s.spawn(|| builder.build()).join())
-        .map_err(|_| TraceError::Exporter("building the HTTP client panicked".into()))?
-        .map_err(|e| TraceError::Exporter(e.to_string()))
 }

@@ -20,7 +20,7 @@ use crate::service::App;
 use crate::telemetry::trace::spans;
 
 /// What one input became and what its preparation cost.
-pub(crate) struct Classified {
+pub struct Classified {
     /// The engine's answer.
     pub out: InferOutput,
     /// Decoding (zero for tensors).
@@ -31,7 +31,7 @@ pub(crate) struct Classified {
 
 /// One encoded image → decode pool → batcher → logits. `permit` is its admission place;
 /// `deadline` bounds it.
-pub(crate) async fn classify_image(
+pub async fn classify_image(
     app: &App,
     pipeline: &Pipeline,
     image: Bytes,
@@ -67,7 +67,7 @@ pub(crate) async fn classify_image(
 
 /// One input of `kind` that needs no preparation (a tensor, or an image already preprocessed)
 /// → batcher → logits.
-pub(crate) async fn submit(
+pub async fn submit(
     pipeline: &Pipeline,
     input: Bytes,
     kind: InputKind,
@@ -110,7 +110,7 @@ fn not_sent<T>(e: TrySendError<T>, batcher_died: bool, capacity: usize) -> ApiEr
 }
 
 /// Any input of `kind`: images through [`classify_image`], tensors through [`submit`].
-pub(crate) async fn classify(
+pub async fn classify(
     app: &App,
     pipeline: &Pipeline,
     (input, kind): (Bytes, InputKind),
@@ -136,7 +136,7 @@ mod tests {
         let (tx, rx) = crossbeam_channel::bounded(1);
         tx.try_send(1).unwrap();
         let full = not_sent(tx.try_send(2).unwrap_err(), false, 1);
-        assert_eq!(full.status(), 429);
+        assert!(matches!(full, ApiError::QueueFull(1)), "{full}");
         drop(rx);
         let dead = not_sent(tx.try_send(3).unwrap_err(), true, 1);
         assert!(dead.to_string().contains("batcher thread died"), "{dead}");

@@ -7,7 +7,7 @@
 //! and warnings and errors as events on them). Each server's futures and threads run under its
 //! own dispatch, so tests can run several servers in one process, each with its own exporter.
 
-pub(crate) mod metrics;
+pub mod metrics;
 pub mod trace;
 
 use tracing::{Dispatch, Level};
