@@ -24,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
     match gateway::intake::decode_request(content_type, body, 4_000_000) {
         Ok(image) => assert_eq!(image.pixels.len(), 224 * 224 * 3),
         Err(e) => {
-            let status = e.status().as_u16();
+            let status = gateway::fuzzing::http_status(&e);
             assert!((400..500).contains(&status), "{e:?} answered {status}");
         }
     }

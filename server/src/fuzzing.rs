@@ -60,6 +60,11 @@ pub fn grpc_infer(message: &[u8]) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The HTTP status a refusal is answered with (the fuzz targets check it is a 4xx).
+pub fn http_status(e: &ApiError) -> u16 {
+    crate::http::status::status(e).as_u16()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
