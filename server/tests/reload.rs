@@ -244,3 +244,33 @@ async fn the_repository_api_reloads_on_demand_without_reload_set() {
     until("SIGHUP reloads", || async { version(&server).await == va }).await;
     server.stop().await.unwrap();
 }
+
+/// A first load that fails ends `run` with the load's error, and stops everything `run` started:
+/// the reload worker and the triggers once outlived it, holding the server (its model slot and
+/// test hooks) for the life of the process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_first_load_ends_run_and_stops_what_it_started() {
+    let fault: gateway::BatcherFault = Arc::new(|_| {});
+    let hooks = gateway::Hooks {
+        batcher_fault: Some(fault.clone()),
+        ..gateway::Hooks::default()
+    };
+    let missing = std::env::temp_dir().join("gw-no-such-dir/model.onnx");
+    let config = common::config(&[
+        ("MODEL_PATH", missing.to_str().unwrap()),
+        ("RELOAD", "true"),
+    ]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let run = gateway::run_with(config, listener, std::future::pending(), hooks);
+    let result = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("run returns after a failed first load");
+    let err = result.expect_err("the load failed");
+    assert!(matches!(err, gateway::ServeError::Load(_)), "{err}");
+    assert!(err.to_string().contains("model.onnx"), "{err}");
+    assert_eq!(
+        Arc::strong_count(&fault),
+        1,
+        "a task started by run still holds the server"
+    );
+}

@@ -67,13 +67,10 @@ pub enum Reloaded {
 /// A trigger that arrives while the first model is still loading waits for it.
 pub async fn reload_worker(models: Arc<Models>, mut rx: mpsc::Receiver<&'static str>) {
     while let Some(cause) = rx.recv().await {
-        while !models.slot.draining() && models.slot.pipeline().is_err() {
-            tokio::time::sleep(Duration::from_millis(200)).await;
+        if !models.slot.serving().await {
+            return; // draining
         }
         while rx.try_recv().is_ok() {}
-        if models.slot.draining() {
-            return;
-        }
         let _ = reload(&models, cause).await;
     }
 }

@@ -26,6 +26,8 @@ pub struct Slot {
     model_labels: Mutex<Option<ModelLabels>>,
     labels: ModelLabels,
     metrics: Metrics,
+    /// Told when the first pipeline goes in and when draining starts.
+    changed: tokio::sync::Notify,
 }
 
 impl Slot {
@@ -39,6 +41,24 @@ impl Slot {
             model_labels: Mutex::default(),
             labels,
             metrics,
+            changed: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Waits until a pipeline serves or the slot drains (no polling): `true` if one serves.
+    pub async fn serving(&self) -> bool {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            // Registered before the check: a change between the check and the wait is seen.
+            changed.as_mut().enable();
+            if self.draining() {
+                return false;
+            }
+            if self.current().is_some() {
+                return true;
+            }
+            changed.await;
         }
     }
 
@@ -59,6 +79,7 @@ impl Slot {
             }
             *slot = Some(Arc::new(pipeline));
         }
+        self.changed.notify_waiters();
         let previous = self.model_labels.lock().replace(labels.clone());
         if let Some(old) = previous.filter(|old| *old != labels) {
             self.metrics.model_info.remove(&old);
@@ -139,6 +160,7 @@ impl Slot {
     pub fn drain(&self) {
         let _slot = self.pipeline.write();
         self.draining.store(true, Ordering::Release);
+        self.changed.notify_waiters();
     }
 
     /// Lets go of the pipeline (its batcher sees the queue close once handlers let go too) and
@@ -146,5 +168,33 @@ impl Slot {
     pub fn close(&self) -> Vec<JoinHandle<()>> {
         self.pipeline.write().take();
         std::mem::take(&mut *self.batchers.lock())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_for_the_first_pipeline_waits_without_polling_and_wakes_at_the_drain() {
+        let labels = ModelLabels {
+            device: "cpu".into(),
+            model: "m".into(),
+            precision: "fp32",
+            version: String::new(),
+        };
+        let slot = Arc::new(Slot::new(labels, Metrics::new()));
+        let waiter = tokio::spawn({
+            let slot = slot.clone();
+            async move { slot.serving().await }
+        });
+        // An hour of the paused clock: nothing wakes the waiter but the slot itself.
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        assert!(!waiter.is_finished());
+        slot.drain();
+        assert!(!waiter.await.unwrap(), "drained: no pipeline serves");
+        assert!(!slot.serving().await);
     }
 }
