@@ -33,13 +33,7 @@ pub struct Args {
 /// Runs the benchmark and prints one JSON line per batch size.
 pub fn run(config: &gateway::Config, args: &Args) -> anyhow::Result<()> {
     let mc = &config.model;
-    engine::init_onnx_runtime(&mc.ort_dylib)?;
-    let model = models::load(
-        args.model.as_deref(),
-        &mc.cache_dir,
-        mc.seed,
-        mc.engine_threads,
-    )?;
+    let model = gateway::lifecycle::load_model(mc, args.model.as_deref())?;
     let prepared = Arc::new(models::prepare_for_gpu(&model.path)?);
     let max = args.batches.iter().copied().max().unwrap_or(1).max(1);
     let mut plan = PlanEngine::build(&args.device, prepared, max, &mc.cache_dir, !args.eager)?;

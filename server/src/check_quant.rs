@@ -32,13 +32,7 @@ pub struct Args {
 /// Runs the comparison and prints one table row per method and image set.
 pub fn run(config: &Config, args: &Args) -> anyhow::Result<()> {
     let mc = &config.model;
-    engine::init_onnx_runtime(&mc.ort_dylib)?;
-    let model = models::load(
-        mc.path.as_deref(),
-        &mc.cache_dir,
-        mc.seed,
-        mc.engine_threads,
-    )?;
+    let model = gateway::lifecycle::load_model(mc, mc.path.as_deref())?;
     let builtin = model.origin == models::Origin::Builtin;
     let calibration = precision::calibration_images(mc, builtin)?;
     let good = args

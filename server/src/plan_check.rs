@@ -93,13 +93,7 @@ impl PlanEngine {
         max_batch: usize,
         (cache_dir, graphs): (&Path, bool),
     ) -> anyhow::Result<Self> {
-        let cfg = engine::gpu::cuda::CudaConfig {
-            ordinal,
-            max_batch,
-            normalization: models::IMAGENET_NORMALIZATION,
-            tune_cache: Some(cache_dir.join("conv-algos.tsv")),
-            graphs,
-        };
+        let cfg = gateway::lifecycle::cuda_config(ordinal, max_batch, cache_dir, graphs);
         let exec =
             engine::gpu::cuda::executor(model, &cfg, 0).map_err(engine::EngineError::from)?;
         Ok(Self::Cuda(exec))
@@ -165,15 +159,10 @@ struct Input {
 fn inputs(args: &Args, max_pixels: u64) -> anyhow::Result<Vec<Input>> {
     let mut out = Vec::new();
     if let Some(dir) = &args.images {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .with_context(|| format!("cannot read {}", dir.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_file())
-            .collect();
-        files.sort();
-        for path in files {
-            let bytes = std::fs::read(&path)?;
-            match gateway::imaging::preprocess(&bytes, max_pixels) {
+        let read = gateway::imaging::folder::read(dir, max_pixels)
+            .with_context(|| format!("cannot read {}", dir.display()))?;
+        for (path, image) in read {
+            match image {
                 Ok(p) => out.push(Input {
                     name: path.display().to_string(),
                     pixels: p.pixels,
@@ -255,13 +244,7 @@ fn cpu_logits(backend: &mut CpuBackend, images: &[&Input]) -> anyhow::Result<Vec
 /// The whole check; fails when the agreement criterion does not hold.
 pub fn run(config: &gateway::Config, args: &Args) -> anyhow::Result<()> {
     let mc = &config.model;
-    engine::init_onnx_runtime(&mc.ort_dylib)?;
-    let model = models::load(
-        args.model.as_deref(),
-        &mc.cache_dir,
-        mc.seed,
-        mc.engine_threads,
-    )?;
+    let model = gateway::lifecycle::load_model(mc, args.model.as_deref())?;
     let prepared = Arc::new(models::prepare_for_gpu(&model.path)?);
     let batch = args.batch.max(1);
     let mut plan = PlanEngine::build(&args.device, prepared.clone(), batch, &mc.cache_dir, true)?;

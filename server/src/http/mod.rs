@@ -230,7 +230,7 @@ pub(crate) async fn read_body(
 async fn predict(app: &App, req: Request<Incoming>) -> Result<HttpResponse, ApiError> {
     let received = Instant::now();
     let timeout = app.config.http.request_timeout;
-    let deadline = received + timeout;
+    let deadline = app.deadline(received);
     let pipeline = app.pipeline()?;
     app.authorize(headers::api_key(req.headers()))?;
     let content_type = req
@@ -243,17 +243,12 @@ async fn predict(app: &App, req: Request<Incoming>) -> Result<HttpResponse, ApiE
     let body = read_body(req, limit, deadline, timeout).await?;
     // Admitted once the body is here: clients still uploading hold no place in the queue, so
     // slow uploads cannot starve complete requests, and a full queue still refuses at once.
-    let permit = app
-        .admission
-        .try_admit()
-        .ok_or(ApiError::QueueFull(app.admission.limit()))?;
+    let permit = app.admit()?;
     let work = async {
         let image = intake::image_bytes(body, &kind)?;
         classify_image(app, &pipeline, image, permit, deadline).await
     };
-    let c = tokio::time::timeout_at(deadline.into(), work)
-        .await
-        .map_err(|_| ApiError::Deadline(timeout))??;
+    let c = app.by_deadline(received, work).await?;
     let out = c.out;
     let stages = [("decode", c.decode), ("preprocess", c.preprocess)];
     let server_timing = app.observe_stages(&stages, &out);

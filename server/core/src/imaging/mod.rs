@@ -2,6 +2,7 @@
 //! allocating, decode, apply EXIF orientation, convert to RGB, then resize and centre-crop
 //! exactly as torchvision + Pillow do. Runs on the decode pool (`pool`), never on the async executor.
 
+pub mod folder;
 mod gif;
 pub mod jpeg;
 pub mod pool;

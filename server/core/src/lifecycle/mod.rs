@@ -12,7 +12,9 @@ mod reload;
 mod slot;
 mod version;
 
-pub use pipeline::{BackendWrapper, LoadError};
+#[cfg(feature = "cuda")]
+pub use pipeline::cuda_config;
+pub use pipeline::{load_model, BackendWrapper, LoadError};
 pub use pipeline::{Parts, Pipeline};
 pub use reload::{load, reload_worker};
 pub use reload::{watch, ReloadError, Reloaded};

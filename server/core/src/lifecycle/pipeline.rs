@@ -2,6 +2,7 @@
 //! engine lanes started and warmed up, and the batcher thread that feeds them. The first load
 //! and every reload build one the same way ([`build`]); the [`super::Slot`] serves it.
 
+use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -12,7 +13,8 @@ use engine::{Backend, BackendFactory, CpuBackend, Lanes, ModelSource};
 use crate::batching::admission::Admission;
 use crate::batching::batcher::{self, BatcherConfig, BatcherFault};
 use crate::batching::queue::Pending;
-use crate::config::{Config, Device};
+
+use crate::config::{Config, Device, ModelConfig};
 use crate::telemetry::metrics::Metrics;
 
 /// Batch buffers per CPU lane: one. With a single CPU lane a second, pre-formed batch would only
@@ -90,6 +92,36 @@ pub struct TensorNames {
     pub output: String,
 }
 
+/// ONNX Runtime started, then the model at `path` (or, when `None`, the built-in one) loaded and
+/// checked: the start of every load, the server's and the tools' alike.
+pub fn load_model(mc: &ModelConfig, path: Option<&Path>) -> Result<models::LoadedModel, LoadError> {
+    engine::init_onnx_runtime(&mc.ort_dylib)?;
+    Ok(models::load(
+        path,
+        &mc.cache_dir,
+        mc.seed,
+        mc.engine_threads,
+    )?)
+}
+
+/// The CUDA engine's settings for GPU `ordinal`: batches up to `max_batch`, ImageNet's
+/// normalisation, the convolution tuning cache in `cache_dir`, CUDA graphs when `graphs`.
+#[cfg(feature = "cuda")]
+pub fn cuda_config(
+    ordinal: usize,
+    max_batch: usize,
+    cache_dir: &Path,
+    graphs: bool,
+) -> engine::gpu::cuda::CudaConfig {
+    engine::gpu::cuda::CudaConfig {
+        ordinal,
+        max_batch,
+        normalization: models::IMAGENET_NORMALIZATION,
+        tune_cache: Some(cache_dir.join("conv-algos.tsv")),
+        graphs,
+    }
+}
+
 /// The lane backend factory for the configured device, and how many batch buffers each lane
 /// gets.
 fn backends(
@@ -117,13 +149,7 @@ fn backends(
         #[cfg(feature = "cuda")]
         Device::Cuda(ordinal) => {
             let prepared = Arc::new(models::prepare_for_gpu_from(&model.bytes)?);
-            let cfg = engine::gpu::cuda::CudaConfig {
-                ordinal: ordinal as usize,
-                max_batch,
-                normalization: models::IMAGENET_NORMALIZATION,
-                tune_cache: Some(mc.cache_dir.join("conv-algos.tsv")),
-                graphs: true,
-            };
+            let cfg = cuda_config(ordinal as usize, max_batch, &mc.cache_dir, true);
             let factory: BackendFactory =
                 Arc::new(move |lane| engine::gpu::cuda::backend(prepared.clone(), &cfg, lane));
             Ok((factory, GPU_BUFFERS_PER_LANE))
@@ -145,13 +171,7 @@ pub fn build(parts: &Parts) -> Result<(Pipeline, JoinHandle<()>), LoadError> {
 fn build_pipeline(parts: &Parts) -> Result<(Pipeline, JoinHandle<()>), LoadError> {
     let started = Instant::now();
     let mc = &parts.config.model;
-    engine::init_onnx_runtime(&mc.ort_dylib)?;
-    let mut model = models::load(
-        mc.path.as_deref(),
-        &mc.cache_dir,
-        mc.seed,
-        mc.engine_threads,
-    )?;
+    let mut model = load_model(mc, mc.path.as_deref())?;
     // The file's version, whatever precision its lanes run at.
     let version = super::version_of(&model.bytes);
     model.bytes =

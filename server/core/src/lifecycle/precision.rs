@@ -135,19 +135,10 @@ pub fn calibration_images(
 /// Every image file of `dir` that decodes, preprocessed as served, in name order (others are
 /// skipped with a warning).
 pub fn read_dir_images(dir: &Path) -> Result<Vec<Vec<u8>>, PrecisionError> {
-    let unreadable =
-        |e: std::io::Error| PrecisionError::Calibration(format!("{}: {e}", dir.display()));
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(unreadable)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file())
-        .collect();
-    paths.sort();
+    let read = imaging::folder::read(dir, 40_000_000)
+        .map_err(|e| PrecisionError::Calibration(format!("{}: {e}", dir.display())))?;
     let mut images = Vec::new();
-    for p in paths {
-        let decoded = std::fs::read(&p)
-            .map_err(|e| e.to_string())
-            .and_then(|b| imaging::preprocess(&b, 40_000_000).map_err(|e| e.to_string()));
+    for (p, decoded) in read {
         match decoded {
             Ok(pre) => images.push(pre.pixels),
             Err(e) => tracing::warn!(file = %p.display(), error = %e, "calibration image skipped"),

@@ -7,11 +7,13 @@ pub mod record;
 pub mod repository;
 
 use std::collections::hash_map::RandomState;
+use std::future::Future;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
-use crate::batching::admission::Admission;
+use crate::batching::admission::{Admission, Permit};
 use crate::batching::batcher::BatcherFault;
 use crate::config::Config;
 use crate::error::ApiError;
@@ -120,6 +122,30 @@ impl App {
         self.models.slot().ready()
     }
 
+    /// A place in the queue for one input, or 429 at once (`MAX_QUEUE_SIZE`).
+    pub fn admit(&self) -> Result<Permit, ApiError> {
+        self.admission
+            .try_admit()
+            .ok_or(ApiError::QueueFull(self.admission.limit()))
+    }
+
+    /// The deadline of a request that arrived at `started` (`REQUEST_TIMEOUT` later).
+    pub fn deadline(&self, started: Instant) -> Instant {
+        started + self.config.http.request_timeout
+    }
+
+    /// `work`'s result, or 504 once the deadline of a request that arrived at `started` passes
+    /// (`work` is dropped then: what it waits for is cancelled).
+    pub async fn by_deadline<T>(
+        &self,
+        started: Instant,
+        work: impl Future<Output = Result<T, ApiError>>,
+    ) -> Result<T, ApiError> {
+        tokio::time::timeout_at(self.deadline(started).into(), work)
+            .await
+            .map_err(|_| ApiError::Deadline(self.config.http.request_timeout))?
+    }
+
     /// The client's `x-request-id` when it is sane (1–128 of `[A-Za-z0-9._:-]`), else a new one.
     pub fn request_id(&self, given: Option<&str>) -> String {
         let sane = |s: &&str| {
@@ -187,6 +213,22 @@ mod tests {
         let made = app.request_id(Some("bad id\twith<script>"));
         assert_eq!(made.len(), 32);
         assert_ne!(made, app.request_id(None));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn work_past_the_deadline_is_cut_off_with_504_and_a_full_queue_refuses_at_once() {
+        let app = app(&[("REQUEST_TIMEOUT", "3"), ("MAX_QUEUE_SIZE", "1")]);
+        let started = Instant::now();
+        let quick = app.by_deadline(started, async { Ok(7) }).await;
+        assert_eq!(quick.unwrap(), 7);
+        let slow = app.by_deadline(started, std::future::pending::<Result<(), ApiError>>());
+        let err = slow.await.unwrap_err();
+        assert!(
+            matches!(err, ApiError::Deadline(d) if d.as_secs() == 3),
+            "{err}"
+        );
+        let _held = app.admit().unwrap();
+        assert!(matches!(app.admit(), Err(ApiError::QueueFull(1))));
     }
 
     #[test]

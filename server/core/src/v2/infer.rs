@@ -70,25 +70,21 @@ pub async fn run(
     inputs: Vec<Bytes>,
     started: Instant,
 ) -> Result<Vec<Row>, ApiError> {
-    let mut permits = Vec::with_capacity(inputs.len());
-    for _ in &inputs {
-        let limit = app.admission.limit();
-        permits.push(
-            app.admission
-                .try_admit()
-                .ok_or(ApiError::QueueFull(limit))?,
-        );
-    }
-    let timeout = app.config.http.request_timeout;
-    let deadline = started + timeout;
+    let permits = inputs
+        .iter()
+        .map(|_| app.admit())
+        .collect::<Result<Vec<_>, _>>()?;
+    let deadline = app.deadline(started);
     let kind = model.kind();
     let work = inputs
         .into_iter()
         .zip(permits)
         .map(|(input, permit)| classify(app, pipeline, (input, kind), permit, deadline));
-    let answers = tokio::time::timeout_at(deadline.into(), futures_util::future::join_all(work))
-        .await
-        .map_err(|_| ApiError::Deadline(timeout))?;
+    let answers = app
+        .by_deadline(started, async {
+            Ok(futures_util::future::join_all(work).await)
+        })
+        .await?;
     let mut rows = Vec::with_capacity(answers.len());
     for (i, a) in answers.into_iter().enumerate() {
         let c = a.map_err(|e| match e {
