@@ -8,9 +8,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-mod bench_engine;
-mod check_quant;
-mod plan_check;
+mod tools;
+
+use tools::{bench_engine, check_quant, plan_check};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -196,9 +196,10 @@ async fn settle(path: &Path) {
         let m = std::fs::metadata(p).ok()?;
         Some((m.len(), m.modified().ok()?))
     };
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // tokio's clock: the waits are logic, tested on the paused clock.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let mut last = stamp(path);
-    while Instant::now() < deadline {
+    while tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let now = stamp(path);
         if now.is_some() && now == last {
@@ -241,4 +242,24 @@ pub fn watch(
         };
     watcher.watch(&dir, notify::RecursiveMode::NonRecursive)?;
     Ok(watcher)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_file_is_read_once_it_holds_still_and_a_missing_one_is_waited_for_10_s() {
+        let dir = std::env::temp_dir().join(format!("gw-settle-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("model.onnx");
+        std::fs::write(&path, b"still").unwrap();
+        let start = tokio::time::Instant::now();
+        settle(&path).await;
+        assert_eq!(start.elapsed(), Duration::from_millis(300));
+        let start = tokio::time::Instant::now();
+        settle(&dir.join("absent.onnx")).await;
+        assert_eq!(start.elapsed(), Duration::from_millis(10_200));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

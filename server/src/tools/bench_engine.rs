@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use engine::IMAGE_BYTES;
 
-use crate::plan_check::PlanEngine;
+use super::plan_check::PlanEngine;
 
 /// Arguments of `bench-engine`.
 #[derive(clap::Args, Debug)]
