@@ -94,6 +94,8 @@ async fn serve(
     listeners: Listeners,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
+    // First: if it fails, nothing has been started yet.
+    let triggers = triggers::start(&app)?;
     let Listeners {
         http: listener,
         grpc,
@@ -112,7 +114,6 @@ async fn serve(
     let loader = async move { models.load_first().await };
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown, loader);
-    let triggers = triggers::start(&app)?;
     let cap = crate::conn::Cap::new(app.config.http.conn.max_connections);
     let mut loaded = false;
     let outcome = loop {
