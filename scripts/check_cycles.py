@@ -36,18 +36,22 @@ LAYERS = {
 
 
 def modules(src):
-    """{module path tuple: file} for the library rooted at src/lib.rs (or src/main.rs)."""
+    """{module path tuple: file} for the library rooted at src/lib.rs (src/main.rs and its
+    modules count as the module `<main>` when both roots exist)."""
     found = {}
+    has_lib = os.path.exists(os.path.join(src, "lib.rs"))
     for dirpath, _, files in os.walk(src):
-        for f in files:
+        for f in sorted(files):
             if not f.endswith(".rs"):
                 continue
             rel = os.path.relpath(os.path.join(dirpath, f), src)[:-3].split(os.sep)
             if rel[-1] == "mod":
                 rel = rel[:-1]
-            if rel in (["lib"], ["main"]):
+            if rel == ["lib"] or (rel == ["main"] and not has_lib):
                 rel = []
-            found.setdefault(tuple(rel), os.path.join(dirpath, f))
+            elif rel == ["main"]:
+                rel = ["<main>"]
+            found[tuple(rel)] = os.path.join(dirpath, f)
     # Another crate's modules re-exported at the root (`pub use gateway_core::{a, b}`) are
     # modules of this one for the rules.
     root = found.get(())
@@ -56,6 +60,25 @@ def modules(src):
             for name in m.group(1).split(","):
                 found.setdefault((name.strip(),), f"gateway_core::{name.strip()}")
     return found
+
+
+def root_aliases(mods):
+    """Names the crate root re-exports from its modules (`pub use serve::run;` makes
+    `crate::run` a path into `serve`): {name: module}."""
+    root = mods.get(())
+    aliases = {}
+    if not root:
+        return aliases
+    text = re.sub(r"//[^\n]*", "", open(root, encoding="utf-8").read())
+    for m in re.finditer(r"(?m)^\s*pub(\([^)]*\))?\s+use\s+([^;]+);", text):
+        for p in expand(re.sub(r"\s+", "", m.group(2))):
+            parts = p.split(" as ")[0].split("::")
+            if parts[0] in ("crate", "self"):
+                parts = parts[1:]
+            if len(parts) < 2 or (parts[0],) not in mods:
+                continue
+            aliases[p.split(" as ")[-1].split("::")[-1]] = resolve((), "crate::" + "::".join(parts), mods, {})
+    return aliases
 
 
 def expand(path):
@@ -83,27 +106,30 @@ def expand(path):
     return out
 
 
-def references(text):
-    """The `crate`/`super`/`self` paths a file depends on."""
+def references(text, is_root):
+    """The `crate`/`super`/`self` paths a file depends on, each with whether it is a re-export
+    (`pub use`): the crate root's re-exports are its facade, not dependencies."""
     text = re.sub(r"//[^\n]*", "", text)
     tests = re.search(r"#\[cfg\(test\)\]\s*mod \w+\s*\{", text)
     if tests:
         text = text[:tests.start()]
     paths = []
     for m in re.finditer(r"(?m)^\s*(pub(\([^)]*\))?\s+)?use\s+([^;]+);", text):
-        if m.group(1):
-            continue  # a re-export: facade
+        if m.group(1) and is_root:
+            continue
         for p in expand(re.sub(r"\s+", "", m.group(3))):
-            paths.append(p.split(" as ")[0])
+            paths.append((p.split(" as ")[0], bool(m.group(1))))
     body = re.sub(r"(?m)^\s*(pub(\([^)]*\))?\s+)?use\s+[^;]+;", "", text)
-    paths += re.findall(r"\b(?:crate|super|self)(?:::\w+)+", body)
-    return [p for p in paths if p.split("::")[0] in ("crate", "super", "self")]
+    paths += [(p, False) for p in re.findall(r"\b(?:crate|super|self)(?:::\w+)+", body)]
+    return [(p, r) for p, r in paths if p.split("::")[0] in ("crate", "super", "self")]
 
 
-def resolve(here, path, mods):
+def resolve(here, path, mods, aliases):
     parts = path.split("::")
     if parts[0] == "crate":
         base, rest = (), parts[1:]
+        if rest and (rest[0],) not in mods and rest[0] in aliases:
+            base, rest = aliases[rest[0]], rest[1:]
     else:
         base = here
         while parts and parts[0] in ("super", "self"):
@@ -157,7 +183,7 @@ def core_has_no_transport():
     """`cargo tree` of gateway-core's normal dependencies names no HTTP or gRPC crate."""
     import subprocess
 
-    out = subprocess.run(["cargo", "tree", "-p", "gateway-core", "-e", "normal", "--prefix", "none"],
+    out = subprocess.run(["cargo", "tree", "-p", "gateway-core", "-e", "normal", "--all-features", "--prefix", "none"],
                          cwd=ROOT, capture_output=True, text=True, check=True).stdout
     found = sorted({line.split()[0] for line in out.splitlines() if line.strip()} & TRANSPORT_CRATES)
     if found:
@@ -174,13 +200,16 @@ def main():
         if not os.path.isdir(src):
             continue
         mods = modules(src)
+        aliases = root_aliases(mods)
         graph, edges = {}, {}
         for mod, path in mods.items():
             if not path.endswith(".rs"):
                 continue  # another crate's
             text = open(path, encoding="utf-8").read()
-            for ref in references(text):
-                target = resolve(mod, ref, mods)
+            for ref, reexport in references(text, mod == ()):
+                target = resolve(mod, ref, mods, aliases)
+                if reexport and target[:len(mod)] == mod:
+                    continue  # a module's facade over its own children
                 if target != mod and target != ():
                     graph.setdefault(mod, set()).add(target)
                     edges.setdefault((mod, target), ref)

@@ -219,3 +219,38 @@ async fn drain(
         tracing::warn!("the engine did not finish before the shutdown deadline");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::error::ApiError;
+    use crate::imaging::DecodeError;
+
+    /// A refusal is counted under the same `status` label whichever transport it came by.
+    #[test]
+    fn both_transports_label_a_refusal_alike() {
+        use engine::EngineError as E;
+        let kinds = [
+            ApiError::bad_request("x", "m"),
+            ApiError::Unauthorized,
+            ApiError::BodyTooLarge { limit: 1 },
+            ApiError::ImageTooLarge("x".into()),
+            DecodeError::Unsupported("12-bit".into()).into(),
+            ApiError::QueueFull(1),
+            ApiError::DecodeBusy,
+            ApiError::NotReady("x"),
+            ApiError::Deadline(std::time::Duration::from_secs(1)),
+            ApiError::NotFound,
+            ApiError::ModelNotFound("m".into()),
+            ApiError::MethodNotAllowed,
+            ApiError::NotImplemented("X"),
+            ApiError::Engine(E::Restarting("x".into())),
+            ApiError::Engine(E::DeviceLost("x".into())),
+            ApiError::Engine(E::ShutDown),
+            ApiError::Engine(E::Inference("x".into())),
+        ];
+        for e in kinds {
+            let http = crate::http::status::status(&e).as_u16();
+            assert_eq!(crate::grpc::status::label(&e), http, "{e:?}");
+        }
+    }
+}

@@ -25,7 +25,7 @@ pub(crate) mod convert;
 mod gate;
 mod record;
 mod service;
-mod status;
+pub(crate) mod status;
 pub(crate) mod wire;
 
 use std::sync::Arc;

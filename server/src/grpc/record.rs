@@ -55,7 +55,7 @@ impl Call {
             Err(e) => {
                 count_refusal(app, e, super::is_repository(self.route));
                 note_error(e, app);
-                status::label(status::code(e))
+                status::label(e)
             }
         };
         let done = Done {

@@ -87,7 +87,9 @@ impl Service {
         let started = Instant::now();
         let model = self.model(&req.model_name, &req.model_version)?;
         // The key was checked by the gate, from the headers, before the message was read.
-        let pipeline = app.pipeline()?;
+        let pipeline = app
+            .pipeline()
+            .inspect_err(|_| app.v2_stats.fail(model, started.elapsed()))?;
         let (_, output) = infer::serve(app, model, pipeline, started, |sig| {
             convert::parse(sig, &mut req)
         })

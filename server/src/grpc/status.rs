@@ -1,6 +1,6 @@
 //! The gRPC status of every failure: the one place gRPC maps an error kind to its code, chosen
 //! per kind as Triton's gRPC server answers (not derived from an HTTP status), and the `status`
-//! label a call is counted under.
+//! label a refused call is counted under (the HTTP status of the same refusal).
 
 use tonic::Code;
 
@@ -25,22 +25,24 @@ pub(crate) fn code(e: &ApiError) -> Code {
     }
 }
 
-/// The `status` label of `http_requests_total` for a call answered with `code`: the HTTP status
-/// gRPC's own HTTP mapping gives it, so one error-rate query reads both transports.
-pub(crate) fn label(code: Code) -> u16 {
-    match code {
-        Code::Ok => 200,
-        Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => 400,
-        Code::Unauthenticated => 401,
-        Code::PermissionDenied => 403,
-        Code::NotFound => 404,
-        Code::AlreadyExists | Code::Aborted => 409,
-        Code::ResourceExhausted => 429,
-        Code::Cancelled => 499,
-        Code::Unimplemented => 501,
-        Code::Unavailable => 503,
-        Code::DeadlineExceeded => 504,
-        Code::Unknown | Code::Internal | Code::DataLoss => 500,
+/// The `status` label of `http_requests_total` for a call refused with `e`: the HTTP status
+/// the same refusal has on HTTP, so one query reads both transports (`serve`'s test keeps the
+/// two tables equal). An answered call is 200.
+pub(crate) fn label(e: &ApiError) -> u16 {
+    use engine::EngineError as E;
+    match e {
+        ApiError::BadRequest { .. } => 400,
+        ApiError::Unauthorized => 401,
+        ApiError::NotFound | ApiError::ModelNotFound(_) => 404,
+        ApiError::MethodNotAllowed => 405,
+        ApiError::BodyTooLarge { .. } | ApiError::ImageTooLarge(_) => 413,
+        ApiError::Unsupported { .. } => 415,
+        ApiError::QueueFull(_) | ApiError::DecodeBusy => 429,
+        ApiError::Engine(E::Restarting(_) | E::DeviceLost(_) | E::ShutDown) => 503,
+        ApiError::Engine(_) => 500,
+        ApiError::NotImplemented(_) => 501,
+        ApiError::NotReady(_) => 503,
+        ApiError::Deadline(_) => 504,
     }
 }
 
@@ -53,17 +55,17 @@ mod tests {
     fn codes_are_chosen_per_kind() {
         let cases = [
             (ApiError::bad_request("x", "m"), Code::InvalidArgument, 400),
-            // An unsupported image is the client's argument, as Triton says; not a 415.
+            // An unsupported image is the client's argument, as Triton says (counted as 415).
             (
                 DecodeError::Unsupported("12-bit".into()).into(),
                 Code::InvalidArgument,
-                400,
+                415,
             ),
             (ApiError::Unauthorized, Code::Unauthenticated, 401),
             (
                 ApiError::BodyTooLarge { limit: 1 },
                 Code::ResourceExhausted,
-                429,
+                413,
             ),
             (ApiError::QueueFull(4), Code::ResourceExhausted, 429),
             (ApiError::NotReady("draining"), Code::Unavailable, 503),
@@ -87,7 +89,7 @@ mod tests {
         ];
         for (err, want, status) in cases {
             assert_eq!(code(&err), want, "{err:?}");
-            assert_eq!(label(code(&err)), status, "{err:?}");
+            assert_eq!(label(&err), status, "{err:?}");
         }
     }
 }

@@ -116,7 +116,45 @@ pub async fn load(models: &Arc<Models>) -> Result<Reloaded, ReloadError> {
             .shared()
         })
         .clone();
-    joined.await
+    Caller {
+        models,
+        joined: Some(joined),
+    }
+    .wait()
+    .await
+}
+
+/// One caller of a repository load. When the last caller leaves before the load has started,
+/// the load is dropped, and its place in the queue for the reload lock with it: an abandoned
+/// load, left queued, would be handed the lock with nobody to run it, and every reload after it
+/// (file, `SIGHUP`) would wait for good.
+struct Caller<'a> {
+    models: &'a Models,
+    joined: Option<SharedReload>,
+}
+
+impl Caller<'_> {
+    async fn wait(mut self) -> Result<Reloaded, ReloadError> {
+        match self.joined.as_mut() {
+            Some(joined) => joined.await,
+            None => Err(ReloadError::NotServing),
+        }
+    }
+}
+
+impl Drop for Caller<'_> {
+    fn drop(&mut self) {
+        drop(self.joined.take());
+        let abandoned = {
+            let mut pending = self.models.pending_load.lock();
+            // Only the stored handle is left: no caller waits for a load that has not started.
+            match pending.as_ref().and_then(Shared::strong_count) {
+                Some(1) => pending.take(),
+                _ => None,
+            }
+        };
+        drop(abandoned); // outside the lock
+    }
 }
 
 async fn reload_now(models: &Arc<Models>, cause: &'static str) -> Result<Reloaded, ReloadError> {
@@ -247,6 +285,44 @@ pub fn watch(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lifecycle::Parts;
+
+    fn models() -> Arc<Models> {
+        let config = crate::Config::from_lookup(|_| None).unwrap();
+        let metrics = crate::telemetry::metrics::Metrics::new();
+        let admission = crate::batching::admission::Admission::new(4, metrics.queue_depth.clone());
+        Arc::new(Models::new(Parts {
+            config,
+            metrics,
+            admission,
+            dispatch: tracing::Dispatch::none(),
+            wrap_backend: None,
+            batcher_fault: None,
+        }))
+    }
+
+    #[tokio::test]
+    async fn a_load_whose_callers_left_before_it_started_gives_up_its_place() {
+        let models = models();
+        let running = models.reloading.clone().lock_owned().await; // a reload in progress
+        let caller = tokio::spawn({
+            let models = models.clone();
+            async move { load(&models).await }
+        });
+        while models.pending_load.lock().is_none() {
+            tokio::task::yield_now().await;
+        }
+        tokio::task::yield_now().await; // queued for the lock
+        caller.abort();
+        assert!(caller.await.unwrap_err().is_cancelled());
+        assert!(
+            models.pending_load.lock().is_none(),
+            "the abandoned load is dropped"
+        );
+        drop(running);
+        // Nobody holds the lock: the next reload (a file change, SIGHUP) gets it.
+        assert!(models.reloading.try_lock().is_ok());
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_file_is_read_once_it_holds_still_and_a_missing_one_is_waited_for_10_s() {
