@@ -265,9 +265,7 @@ async fn infer(app: &Arc<App>, req: Request<Incoming>) -> Result<HttpResponse, A
         // Refused before the body is read when no model serves or the key is wrong.
         let pipeline = app.pipeline()?;
         app.authorize(headers::api_key(&headers))?;
-        let http = &app.config.http;
-        let deadline = started + http.request_timeout;
-        let body = read_body(req, http.max_body_bytes, deadline, http.request_timeout).await?;
+        let body = read_body(app, req, started).await?;
         split_body(&headers, body).map(|parts| (pipeline, parts))
     };
     let (pipeline, (mut header, binary)) = match read.await {

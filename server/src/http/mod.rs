@@ -13,7 +13,7 @@ pub(crate) mod status;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -205,14 +205,14 @@ fn parse_top_k(query: Option<&str>, classes: usize) -> Result<usize, ApiError> {
 }
 
 /// Reads a request's whole body, the one way every route does: refused from its declared
-/// `Content-Length` before a byte is read, cut off past `limit` bytes, and ended with 504 at
-/// `deadline` however slowly the client sends.
+/// `Content-Length` before a byte is read, cut off past `MAX_BODY_BYTES`, and ended with 504 at
+/// the deadline of a request that arrived at `started`, however slowly the client sends.
 pub(crate) async fn read_body(
+    app: &App,
     req: Request<Incoming>,
-    limit: usize,
-    deadline: Instant,
-    timeout: Duration,
+    started: Instant,
 ) -> Result<Bytes, ApiError> {
+    let limit = app.config.http.max_body_bytes;
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
@@ -221,15 +221,11 @@ pub(crate) async fn read_body(
         return Err(ApiError::BodyTooLarge { limit });
     }
     let read = crate::body::read_whole(req.into_body(), limit, declared.map_or(0, |n| n as usize));
-    match tokio::time::timeout_at(deadline.into(), read).await {
-        Err(_) => Err(ApiError::Deadline(timeout)),
-        Ok(result) => result,
-    }
+    app.by_deadline(started, read).await
 }
 
 async fn predict(app: &App, req: Request<Incoming>) -> Result<HttpResponse, ApiError> {
     let received = Instant::now();
-    let timeout = app.config.http.request_timeout;
     let deadline = app.deadline(received);
     let pipeline = app.pipeline()?;
     app.authorize(headers::api_key(req.headers()))?;
@@ -239,8 +235,7 @@ async fn predict(app: &App, req: Request<Incoming>) -> Result<HttpResponse, ApiE
         .and_then(|v| v.to_str().ok());
     let kind = intake::body_kind(content_type.unwrap_or(""))?;
     let k = parse_top_k(req.uri().query(), pipeline.classes)?;
-    let limit = app.config.http.max_body_bytes;
-    let body = read_body(req, limit, deadline, timeout).await?;
+    let body = read_body(app, req, received).await?;
     // Admitted once the body is here: clients still uploading hold no place in the queue, so
     // slow uploads cannot starve complete requests, and a full queue still refuses at once.
     let permit = app.admit()?;
