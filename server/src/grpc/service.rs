@@ -5,7 +5,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
-use hyper::header::HeaderMap;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
@@ -13,7 +12,6 @@ use super::convert;
 use super::proto::{self, grpc_inference_service_server::GrpcInferenceService};
 use super::record::Call;
 use crate::error::ApiError;
-use crate::headers;
 use crate::service::{repository, App};
 use crate::v2::{infer, Model};
 
@@ -39,17 +37,16 @@ impl Service {
 
     /// Runs `work` on the message of `req` inside the call's span, then records the call as
     /// HTTP requests are recorded (metrics, exemplar, access log) and maps an error to its code.
+    /// The API key was checked by the gate, from the headers, before the message was read.
     async fn call<M, T, F, Fut>(&self, route: &'static str, req: Request<M>, work: F) -> Answer<T>
     where
-        F: FnOnce(M, HeaderMap) -> Fut,
+        F: FnOnce(M) -> Fut,
         Fut: Future<Output = Result<T, ApiError>>,
     {
         let app = &self.app;
-        let headers = req.metadata().clone().into_headers();
-        let call = Call::start(app, route, &headers, req.remote_addr(), Instant::now());
-        let result = work(req.into_inner(), headers)
-            .instrument(call.span.clone())
-            .await;
+        let headers = req.metadata().as_ref();
+        let call = Call::start(app, route, headers, req.remote_addr(), Instant::now());
+        let result = work(req.into_inner()).instrument(call.span.clone()).await;
         let request_id = call.request_id.clone();
         call.end(app, result.as_ref().map(|_| ()));
         match result {
@@ -69,7 +66,7 @@ impl Service {
 
     /// A method this server does not implement: recorded, and `UNIMPLEMENTED`.
     async fn unimplemented<M, T>(&self, route: &'static str, req: Request<M>) -> Answer<T> {
-        self.call(route, req, |_, _| async move {
+        self.call(route, req, |_| async move {
             Err(ApiError::NotImplemented(route))
         })
         .await
@@ -86,7 +83,6 @@ impl Service {
         let app = &self.app;
         let started = Instant::now();
         let model = self.model(&req.model_name, &req.model_version)?;
-        // The key was checked by the gate, from the headers, before the message was read.
         let pipeline = app
             .pipeline()
             .inspect_err(|_| app.v2_stats.fail(model, started.elapsed()))?;
@@ -109,7 +105,7 @@ impl GrpcInferenceService for Service {
         req: Request<proto::ServerLiveRequest>,
     ) -> Answer<proto::ServerLiveResponse> {
         let live = self.app.alive().is_ok();
-        self.call(rpc!("ServerLive"), req, |_, _| async move {
+        self.call(rpc!("ServerLive"), req, |_| async move {
             Ok(proto::ServerLiveResponse { live })
         })
         .await
@@ -120,7 +116,7 @@ impl GrpcInferenceService for Service {
         req: Request<proto::ServerReadyRequest>,
     ) -> Answer<proto::ServerReadyResponse> {
         let ready = self.app.ready().is_ok();
-        self.call(rpc!("ServerReady"), req, |_, _| async move {
+        self.call(rpc!("ServerReady"), req, |_| async move {
             Ok(proto::ServerReadyResponse { ready })
         })
         .await
@@ -130,7 +126,7 @@ impl GrpcInferenceService for Service {
         &self,
         req: Request<proto::ModelReadyRequest>,
     ) -> Answer<proto::ModelReadyResponse> {
-        self.call(rpc!("ModelReady"), req, |m, _| async move {
+        self.call(rpc!("ModelReady"), req, |m| async move {
             self.model(&m.name, &m.version)?;
             Ok(proto::ModelReadyResponse {
                 ready: self.app.ready().is_ok(),
@@ -143,7 +139,7 @@ impl GrpcInferenceService for Service {
         &self,
         req: Request<proto::ServerMetadataRequest>,
     ) -> Answer<proto::ServerMetadataResponse> {
-        self.call(rpc!("ServerMetadata"), req, |_, _| async move {
+        self.call(rpc!("ServerMetadata"), req, |_| async move {
             Ok(proto::ServerMetadataResponse {
                 name: "inference-gateway".into(),
                 version: self.app.config.app.version.clone(),
@@ -157,7 +153,7 @@ impl GrpcInferenceService for Service {
         &self,
         req: Request<proto::ModelMetadataRequest>,
     ) -> Answer<proto::ModelMetadataResponse> {
-        self.call(rpc!("ModelMetadata"), req, |m, _| async move {
+        self.call(rpc!("ModelMetadata"), req, |m| async move {
             let model = self.model(&m.name, &m.version)?;
             let sig = model.signature(&*self.app.pipeline()?);
             Ok(convert::metadata(model.name(&self.app), &sig))
@@ -169,8 +165,7 @@ impl GrpcInferenceService for Service {
         &self,
         req: Request<proto::ModelInferRequest>,
     ) -> Answer<proto::ModelInferResponse> {
-        self.call(rpc!("ModelInfer"), req, |m, _| self.infer(m))
-            .await
+        self.call(rpc!("ModelInfer"), req, |m| self.infer(m)).await
     }
 
     type ModelStreamInferStream =
@@ -187,7 +182,7 @@ impl GrpcInferenceService for Service {
         &self,
         req: Request<proto::ModelConfigRequest>,
     ) -> Answer<proto::ModelConfigResponse> {
-        self.call(rpc!("ModelConfig"), req, |m, _| async move {
+        self.call(rpc!("ModelConfig"), req, |m| async move {
             let model = self.model(&m.name, &m.version)?;
             let sig = model.signature(&*self.app.pipeline()?);
             let config = convert::config(&self.app, model.name(&self.app), &sig);
@@ -202,7 +197,7 @@ impl GrpcInferenceService for Service {
         &self,
         req: Request<proto::ModelStatisticsRequest>,
     ) -> Answer<proto::ModelStatisticsResponse> {
-        self.call(rpc!("ModelStatistics"), req, |m, _| async move {
+        self.call(rpc!("ModelStatistics"), req, |m| async move {
             let models = match m.name.as_str() {
                 "" => Model::ALL.to_vec(),
                 name => vec![self.model(name, &m.version)?],
@@ -221,8 +216,7 @@ impl GrpcInferenceService for Service {
         &self,
         req: Request<proto::RepositoryIndexRequest>,
     ) -> Answer<proto::RepositoryIndexResponse> {
-        self.call(rpc!("RepositoryIndex"), req, |_, headers| async move {
-            self.app.authorize(headers::api_key(&headers))?;
+        self.call(rpc!("RepositoryIndex"), req, |_| async move {
             let models = repository::entries(&self.app)
                 .into_iter()
                 .map(|e| proto::repository_index_response::ModelIndex {
@@ -241,8 +235,7 @@ impl GrpcInferenceService for Service {
         &self,
         req: Request<proto::RepositoryModelLoadRequest>,
     ) -> Answer<proto::RepositoryModelLoadResponse> {
-        self.call(rpc!("RepositoryModelLoad"), req, |m, headers| async move {
-            self.app.authorize(headers::api_key(&headers))?;
+        self.call(rpc!("RepositoryModelLoad"), req, |m| async move {
             self.model(&m.model_name, "")?;
             repository::load(&self.app).await?;
             Ok(proto::RepositoryModelLoadResponse {})
@@ -254,15 +247,10 @@ impl GrpcInferenceService for Service {
         &self,
         req: Request<proto::RepositoryModelUnloadRequest>,
     ) -> Answer<proto::RepositoryModelUnloadResponse> {
-        self.call(
-            rpc!("RepositoryModelUnload"),
-            req,
-            |m, headers| async move {
-                self.app.authorize(headers::api_key(&headers))?;
-                self.model(&m.model_name, "")?;
-                Err(repository::unload_refused())
-            },
-        )
+        self.call(rpc!("RepositoryModelUnload"), req, |m| async move {
+            self.model(&m.model_name, "")?;
+            Err(repository::unload_refused())
+        })
         .await
     }
 
