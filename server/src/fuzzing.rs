@@ -69,22 +69,21 @@ pub fn http_status(e: &ApiError) -> u16 {
 mod tests {
     use super::*;
 
-    fn status(e: &ApiError) -> u16 {
-        crate::http::status::status(e).as_u16()
-    }
-
     #[test]
     fn the_entry_points_accept_a_good_request_and_refuse_a_bad_one() {
         let json = br#"{"inputs":[{"name":"IMAGE","datatype":"BYTES","shape":[1],"data":["x"]}]}"#;
         // The tensor model refuses an image input: a 400, not a panic.
         assert_eq!(
-            status(&v2_http(Bytes::from_static(json), None).unwrap_err()),
+            http_status(&v2_http(Bytes::from_static(json), None).unwrap_err()),
             400
         );
         assert_eq!(
-            status(&v2_http(Bytes::from_static(b"{"), None).unwrap_err()),
+            http_status(&v2_http(Bytes::from_static(b"{"), None).unwrap_err()),
             400
         );
-        assert_eq!(status(&grpc_infer(&[0x2A, 0x00, 0xFF]).unwrap_err()), 400);
+        assert_eq!(
+            http_status(&grpc_infer(&[0x2A, 0x00, 0xFF]).unwrap_err()),
+            400
+        );
     }
 }
