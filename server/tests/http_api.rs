@@ -270,3 +270,56 @@ async fn a_refusal_with_an_unread_body_closes_the_connection_and_says_so() {
     assert!(!text.contains("connection: close"), "{text}");
     server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_describes_itself_and_every_route_names_its_method() {
+    let server = TestServer::start(&[]).await;
+    let doc = server.get("/openapi.json").await.unwrap();
+    assert_eq!(doc.status, 200);
+    assert_eq!(doc.headers["content-type"], "application/json");
+    let doc = doc.json();
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
+    assert!(doc["paths"]["/predict"]["post"]["requestBody"].is_object());
+
+    let page = server.get("/docs").await.unwrap();
+    assert_eq!(page.status, 200);
+    assert!(page.headers["content-type"].starts_with("text/html"));
+    assert!(page.headers["content-security-policy"].contains("default-src 'self'"));
+    let js = server.get("/docs/swagger-ui-bundle.js").await.unwrap();
+    assert_eq!(js.status, 200);
+    assert!(js.headers["content-type"].starts_with("text/javascript"));
+    assert!(js.body.len() > 100_000, "the bundle, from the binary");
+
+    // A known route with another method: 405 naming the one it takes, in each route's own
+    // error shape (ours, or KServe v2's `{"error": "…"}`).
+    let addr = server.addr;
+    for (method, path, allow, v2) in [
+        ("POST", "/docs", "GET", false),
+        ("DELETE", "/predict", "POST", false),
+        ("GET", "/v2/repository/index", "POST", false),
+        ("GET", "/v2/models/resnet50/versions/1/infer", "POST", true),
+        ("PUT", "/v2/health/ready", "GET", true),
+    ] {
+        let r = request(addr, method, path, &[], &[]).await.unwrap();
+        assert_eq!(
+            (r.status, r.headers["allow"].as_str()),
+            (405, allow),
+            "{method} {path}"
+        );
+        let error = &r.json()["error"];
+        assert_eq!(error.is_string(), v2, "{method} {path}: {error}");
+    }
+    server.stop().await.unwrap();
+
+    let server = TestServer::start(&[("ENABLE_DOCS", "false")]).await;
+    for path in ["/openapi.json", "/docs", "/docs/swagger-ui.css"] {
+        let r = server.get(path).await.unwrap();
+        assert_eq!(
+            (r.status, error_code(&r).as_str()),
+            (404, "not_found"),
+            "{path}"
+        );
+    }
+    server.stop().await.unwrap();
+}

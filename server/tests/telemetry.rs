@@ -227,11 +227,15 @@ async fn spans_nest_under_the_callers_trace_and_batches_link_their_requests() {
         "{exemplar}"
     );
     assert!(text.contains("# TYPE http_requests counter\n"));
+    // A scraper that does not ask for OpenMetrics gets the classic text format, no exemplars.
     let plain = server.get("/metrics").await.unwrap();
-    assert!(
-        plain.headers["content-type"].starts_with("application/openmetrics-text"),
-        "one format for every scraper"
+    assert_eq!(
+        plain.headers["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
     );
+    let plain = String::from_utf8(plain.body).unwrap();
+    assert!(plain.contains("# TYPE http_requests_total counter\n"));
+    assert!(!plain.contains(" # {") && !plain.contains("# EOF"));
     server.stop().await.unwrap();
 }
 

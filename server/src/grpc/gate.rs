@@ -141,6 +141,7 @@ fn refuse(app: &App, call: Call, e: &ApiError) -> Answer {
 mod tests {
     use super::*;
     use crate::service::{Hooks, Telemetry};
+    use crate::telemetry::metrics::Exposition;
 
     /// A service the gate must not reach.
     #[derive(Clone)]
@@ -193,7 +194,7 @@ mod tests {
         }
         assert_eq!(*seen.lock(), KEYED.map(|r| (r, 401)));
         // Counted once each, with the time the refusal took (it was recorded as 0 s).
-        let metrics = app.metrics.render();
+        let metrics = app.metrics.render(Exposition::Text);
         let sum = metrics
             .lines()
             .find(|l| {

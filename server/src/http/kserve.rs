@@ -34,6 +34,24 @@ const STATS: &str = "/v2/models/{model}/stats";
 const ALL_STATS: &str = "/v2/models/stats";
 const HEADER_LENGTH: &str = "inference-header-content-length";
 
+/// `(route, method)` of the v2 routes (the versioned paths share their unversioned route).
+pub const OPERATIONS: [(&str, &str); 9] = [
+    (ROOT, "GET"),
+    (LIVE, "GET"),
+    (READY, "GET"),
+    (ALL_STATS, "GET"),
+    (MODEL, "GET"),
+    (MODEL_READY, "GET"),
+    (CONFIG, "GET"),
+    (STATS, "GET"),
+    (INFER, "POST"),
+];
+
+/// Whether `route` (a template) is a v2 route.
+pub fn is_route(route: &str) -> bool {
+    OPERATIONS.iter().any(|(r, _)| *r == route)
+}
+
 /// The template `path` matches, if any.
 pub fn route(path: &str) -> Option<&'static str> {
     match path {
@@ -71,23 +89,21 @@ fn model_path(path: &str) -> Option<((&str, Option<&str>), &str)> {
 }
 
 /// The protocol's error body, with our status for the failure.
-fn error(app: &App, e: &ApiError) -> HttpResponse {
+pub(crate) fn error(app: &App, e: &ApiError) -> HttpResponse {
     count_refusal(app, e, false);
     let body = json!({ "error": e.message(app.config.app.debug) }).to_string();
     super::error_response_with(e, app, body)
 }
 
-/// Serves one v2 request on `route` (from [`route`]).
+/// Serves one v2 request on `route` (from [`route`]), whose method the router has checked
+/// against [`OPERATIONS`].
 pub async fn serve(app: &Arc<App>, req: Request<Incoming>, route: &'static str) -> HttpResponse {
-    let get = req.method() == hyper::Method::GET;
     let result = match route {
-        ROOT if get => Ok(server_metadata(app)),
-        LIVE if get => app.alive().map(|()| empty(StatusCode::OK)),
-        READY if get => app.ready().map(|()| empty(StatusCode::OK)),
-        ALL_STATS if get => Ok(all_stats(app)),
-        INFER if req.method() == hyper::Method::POST => infer(app, req).await,
-        INFER | ROOT | LIVE | READY | ALL_STATS => Err(ApiError::MethodNotAllowed),
-        _ if !get => Err(ApiError::MethodNotAllowed),
+        ROOT => Ok(server_metadata(app)),
+        LIVE => app.alive().map(|()| empty(StatusCode::OK)),
+        READY => app.ready().map(|()| empty(StatusCode::OK)),
+        ALL_STATS => Ok(all_stats(app)),
+        INFER => infer(app, req).await,
         _ => model_get(app, req.uri().path(), route),
     };
     result.unwrap_or_else(|e| error(app, &e))

@@ -4,9 +4,11 @@
 //! access-log line.
 
 mod accept;
+mod docs;
 mod infer_json;
 pub mod intake;
 pub(crate) mod kserve;
+mod metrics;
 pub(crate) mod multipart;
 mod repository;
 pub(crate) mod status;
@@ -29,7 +31,6 @@ use crate::predict::{top_k, PredictResponse};
 use crate::service::record::{count_refusal, finish, note_error, user_agent, Done};
 use crate::service::App;
 use crate::service::Pipeline;
-use crate::telemetry::metrics::OPENMETRICS_CONTENT_TYPE;
 use crate::telemetry::trace::spans;
 pub(crate) use accept::accept;
 use opentelemetry_http::HeaderExtractor;
@@ -37,17 +38,48 @@ use opentelemetry_http::HeaderExtractor;
 /// The response type of every handler.
 pub type HttpResponse = Response<Full<Bytes>>;
 
-const ROUTES: [&str; 4] = ["/predict", "/health", "/ready", "/metrics"];
+/// `(route, method)` of the routes served here (the others: [`operations`]).
+const OPERATIONS: [(&str, &str); 4] = [
+    ("/predict", "POST"),
+    ("/health", "GET"),
+    ("/ready", "GET"),
+    ("/metrics", "GET"),
+];
+
+/// Every `(route, method)` served: a request for a known route with another method gets 405
+/// with `Allow` before any handler runs. `openapi.json` documents exactly these (tested).
+fn operations() -> impl Iterator<Item = (&'static str, &'static str)> {
+    OPERATIONS
+        .into_iter()
+        .chain(docs::OPERATIONS)
+        .chain(repository::OPERATIONS)
+        .chain(kserve::OPERATIONS)
+}
+
+/// The method `route` is served for, if `route` is known.
+fn allowed_method(route: &str) -> Option<&'static str> {
+    operations().find(|(r, _)| *r == route).map(|(_, m)| m)
+}
+
+/// The route template (the `route` label) of `path`; `"unknown"` if none.
+fn route_of(path: &str) -> &'static str {
+    OPERATIONS
+        .iter()
+        .map(|(r, _)| *r)
+        .find(|r| *r == path)
+        .or_else(|| repository::route(path))
+        .or_else(|| docs::route(path))
+        .or_else(|| kserve::route(path))
+        .unwrap_or("unknown")
+}
 
 /// Serves one request, inside its span.
 pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> HttpResponse {
     let method = method_label(req.method());
-    let path = req.uri().path();
-    let ours = ROUTES.iter().copied().find(|r| *r == path);
-    let ours = ours.or_else(|| repository::route(path));
+    let route = route_of(req.uri().path());
     // KServe v2 routes answer with the protocol's own error bodies.
-    let v2 = ours.is_none().then(|| kserve::route(path)).flatten();
-    let route = ours.or(v2).unwrap_or("unknown");
+    let v2 = kserve::is_route(route);
+    let allowed = allowed_method(route);
     // Probes and scrapes arrive every few seconds: traced only when a caller asks.
     let quiet = matches!(route, "/health" | "/ready" | "/metrics");
     let port = app.config.http.port;
@@ -63,19 +95,29 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
     let request_id = app.request_id(headers::request_id(req.headers()));
     let user_agent = user_agent(&span, || headers::user_agent(req.headers()));
     let has_body = !req.body().is_end_stream();
-    let result = if v2.is_some() {
+    let result = if allowed.is_some_and(|m| m != method) {
+        Err(ApiError::MethodNotAllowed)
+    } else if v2 {
         Ok(kserve::serve(&app, req, route)
             .instrument(span.clone())
             .await)
     } else {
-        route_request(&app, req, method, route)
+        route_request(&app, req, route)
             .instrument(span.clone())
             .await
     };
-    let mut response = result.unwrap_or_else(|e| {
-        count_refusal(&app, &e, repository::is_route(route));
-        error_response(&e, &app)
+    let mut response = result.unwrap_or_else(|e| match v2 {
+        true => kserve::error(&app, &e),
+        false => {
+            count_refusal(&app, &e, repository::is_route(route));
+            error_response(&e, &app)
+        }
     });
+    if let Some(m) = allowed.filter(|_| response.status() == StatusCode::METHOD_NOT_ALLOWED) {
+        response
+            .headers_mut()
+            .insert(hyper::header::ALLOW, HeaderValue::from_static(m));
+    }
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", v);
     }
@@ -99,39 +141,39 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
     response
 }
 
+/// Serves `req` on `route`, which [`handle`] has checked is known for its method.
 async fn route_request(
     app: &Arc<App>,
     req: Request<Incoming>,
-    method: &'static str,
     route: &'static str,
 ) -> Result<HttpResponse, ApiError> {
-    match (route, method) {
-        ("/health", "GET") => app
+    let docs = app.config.http.enable_docs;
+    match route {
+        "/health" => app
             .alive()
             .map(|()| json(StatusCode::OK, r#"{"status":"ok"}"#.into())),
-        ("/ready", "GET") => app
+        "/ready" => app
             .ready()
             .map(|()| json(StatusCode::OK, r#"{"status":"ready"}"#.into())),
-        ("/metrics", "GET") if app.config.telemetry.enable_metrics => Ok(respond(
-            StatusCode::OK,
-            OPENMETRICS_CONTENT_TYPE,
-            app.metrics.render(),
-        )),
-        ("/predict", "POST") => predict(app, req).await,
-        (repository::INDEX, "POST") => {
+        "/metrics" if app.config.telemetry.enable_metrics => Ok(metrics::serve(app, &req)),
+        "/predict" => predict(app, req).await,
+        docs::OPENAPI if docs => Ok(docs::openapi(&app.config.app.version)),
+        docs::PAGE if docs => Ok(docs::page()),
+        docs::ASSET if docs => docs::asset(req.uri().path()),
+        repository::INDEX => {
             app.authorize(headers::api_key(req.headers()))?;
             repository::index(app)
         }
-        (repository::LOAD, "POST") => {
+        repository::LOAD => {
             app.authorize(headers::api_key(req.headers()))?;
             repository::load(app, req.uri().path()).await
         }
-        (repository::UNLOAD, "POST") => {
+        repository::UNLOAD => {
             app.authorize(headers::api_key(req.headers()))?;
             repository::unload(app, req.uri().path())
         }
-        ("unknown", _) | ("/metrics", "GET") => Err(ApiError::NotFound),
-        _ => Err(ApiError::MethodNotAllowed),
+        // Unknown, or turned off.
+        _ => Err(ApiError::NotFound),
     }
 }
 
@@ -148,8 +190,8 @@ fn method_label(m: &Method) -> &'static str {
     }
 }
 
-fn respond(status: StatusCode, content_type: &'static str, body: String) -> HttpResponse {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> HttpResponse {
+    let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));

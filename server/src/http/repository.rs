@@ -20,6 +20,9 @@ pub const LOAD: &str = "/v2/repository/models/{model}/load";
 /// `POST …/unload`.
 pub const UNLOAD: &str = "/v2/repository/models/{model}/unload";
 
+/// `(route, method)` of this API.
+pub const OPERATIONS: [(&str, &str); 3] = [(INDEX, "POST"), (LOAD, "POST"), (UNLOAD, "POST")];
+
 /// Whether `route` (a template) is one of this API's.
 pub fn is_route(route: &str) -> bool {
     matches!(route, INDEX | LOAD | UNLOAD)

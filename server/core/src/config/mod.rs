@@ -65,6 +65,8 @@ pub struct FrontConfig {
     pub api_keys: Redacted<Vec<String>>,
     /// Connection limits and timeouts on both ports.
     pub conn: ConnConfig,
+    /// `ENABLE_DOCS`: serve `/openapi.json` and the `/docs` page.
+    pub enable_docs: bool,
 }
 
 /// A secret (API keys, OTLP auth headers): used like the value it holds, but its `Debug` says
@@ -274,6 +276,7 @@ impl Config {
                         .collect()
                 })),
                 conn: conn::conn_config(&env)?,
+                enable_docs: env.flag("ENABLE_DOCS", true)?,
             },
             batching: BatchConfig {
                 max_batch_size: env.parse("MAX_BATCH_SIZE", 8, |s| {

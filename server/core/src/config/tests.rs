@@ -52,6 +52,7 @@ fn bad_values_name_the_variable() {
         ("REQUEST_TIMEOUT", "-1"),
         ("LOG_FORMAT", "xml"),
         ("ENABLE_METRICS", "maybe"),
+        ("ENABLE_DOCS", "perhaps"),
         ("MODEL_DEVICE", "tpu"),
         ("MODEL_PRECISION", "fp16"),
         ("CALIBRATION_METHOD", "entropy"),

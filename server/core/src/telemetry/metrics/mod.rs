@@ -2,9 +2,11 @@
 //! `prometheus-client`. Durations are seconds with buckets chosen for this workload (1 ms … 30 s
 //! for requests; 100 µs … 10 s for stages); batch sizes are powers of two.
 //!
-//! `/metrics` is OpenMetrics text (what Prometheus asks for first, and the format that can carry
-//! exemplars): a request-latency bucket names the trace of a sampled request that landed in it,
-//! so a slow bucket leads to its trace. Label names are the fields of the label structs below,
+//! [`Metrics::render`] writes OpenMetrics text (what Prometheus asks for first, and the format
+//! that can carry exemplars: a request-latency bucket names the trace of a sampled request that
+//! landed in it, so a slow bucket leads to its trace) or the Prometheus text format 0.0.4,
+//! without exemplars, for `promtool`, `curl | grep` and older agents; the transport picks one
+//! from the scraper's `Accept`. Label names are the fields of the label structs below,
 //! in alphabetical order, as the dashboards and tests read them.
 
 #[cfg(feature = "cuda")]
@@ -23,9 +25,24 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-/// The content type of [`Metrics::render`]'s output.
-pub const OPENMETRICS_CONTENT_TYPE: &str =
-    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The two expositions [`Metrics::render`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exposition {
+    /// OpenMetrics 1.0 text, with exemplars, ending in `# EOF`.
+    OpenMetrics,
+    /// The Prometheus text format 0.0.4, without exemplars.
+    Text,
+}
+
+impl Exposition {
+    /// Its `Content-Type`.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Self::Text => prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+        }
+    }
+}
 
 const REQUEST_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0,
@@ -248,11 +265,19 @@ impl Metrics {
         }
     }
 
-    /// OpenMetrics exposition (with exemplars) of everything registered, ending in `# EOF`.
-    pub fn render(&self) -> String {
+    /// The exposition of everything registered, in `format`.
+    pub fn render(&self, format: Exposition) -> String {
         let mut out = String::with_capacity(16 * 1024);
-        prometheus_client::encoding::text::encode(&mut out, &self.registry.lock())
-            .expect("writing to a String cannot fail");
+        let registry = self.registry.lock();
+        match format {
+            Exposition::OpenMetrics => {
+                prometheus_client::encoding::text::encode(&mut out, &registry)
+            }
+            Exposition::Text => {
+                prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)
+            }
+        }
+        .expect("writing to a String cannot fail");
         out
     }
 }
@@ -282,7 +307,7 @@ mod tests {
                 version: "v\n1".into(),
             })
             .set(1);
-        let text = m.render();
+        let text = m.render(Exposition::OpenMetrics);
         assert!(text.ends_with("# EOF\n"), "{text}");
         assert!(text.contains("# TYPE http_requests counter\n"));
         assert!(text.contains(
@@ -307,5 +332,43 @@ mod tests {
         assert!(text.contains("inference_stage_duration_seconds_count{stage=\"decode\"} 1\n"));
         #[cfg(target_os = "linux")]
         assert!(text.contains("process_resident_memory_bytes "), "{text}");
+    }
+
+    #[test]
+    fn the_text_format_has_the_same_series_without_exemplars() {
+        let m = Metrics::new();
+        m.observe_request("POST", "/predict", 200, 0.02, Some("ab".repeat(16)));
+        m.reject("queue_full");
+        let text = m.render(Exposition::Text);
+        assert!(!text.contains("# EOF"), "{text}");
+        assert!(!text.contains(" # {"), "no exemplars: {text}");
+        // 0.0.4 names a counter's family with its `_total`, as promtool expects.
+        assert!(
+            text.contains("# TYPE http_requests_total counter\n"),
+            "{text}"
+        );
+        // The same series: names and label sets (the formats order labels and write `le`
+        // differently, and process gauges move between renders).
+        let series = |t: &str| -> std::collections::BTreeSet<String> {
+            t.lines()
+                .filter(|l| !l.starts_with('#'))
+                .map(|l| {
+                    let series = l.split(" # ").next().unwrap().rsplit_once(' ').unwrap().0;
+                    let (name, labels) = series.split_once('{').unwrap_or((series, "}"));
+                    let mut labels: Vec<String> = labels
+                        .trim_end_matches('}')
+                        .split(',')
+                        .filter(|l| !l.is_empty())
+                        .map(|l| match l.strip_prefix("le=\"") {
+                            Some(v) => format!("le={:?}", v.trim_end_matches('"').parse::<f64>()),
+                            None => l.to_owned(),
+                        })
+                        .collect();
+                    labels.sort();
+                    format!("{name}{labels:?}")
+                })
+                .collect()
+        };
+        assert_eq!(series(&text), series(&m.render(Exposition::OpenMetrics)));
     }
 }
