@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Validates deploy/ and the root deploy files with real tools (run by .ci/run):
 # generated files up to date; every kustomize overlay renders and validates strictly against the
-# Kubernetes 1.30 schemas; custom resources against their CRD types; promtool on the rules (check
-# and unit tests) and the Prometheus config; the compose files; the Dockerfiles (hadolint); the
-# ECS task definition (botocore's ECS model); secrets wired from the Secret, Secrets Manager and
-# an env file; the monitoring stack's Helm values. Tools: scripts/e2e/install-tools.sh.
+# Kubernetes 1.30 schemas; custom resources, the KServe runtimes and InferenceService among them,
+# against their CRD types; promtool on the rules (check and unit tests) and the Prometheus config;
+# the compose files; the Dockerfiles (hadolint); the ECS task definition (botocore's ECS model);
+# secrets wired from the Secret, Secrets Manager and an env file; the monitoring stack's Helm
+# values. Tools: scripts/e2e/install-tools.sh.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"; cd "$root"
 out="$(mktemp -d)"
@@ -35,6 +36,9 @@ python3 scripts/e2e/check_helm_values.py "$out"/*.yaml
 step "custom resources against their CRD types (unknown fields rejected)"
 (cd deploy/crd-check && cargo build -q --locked)
 deploy/crd-check/target/debug/crd-check "$out"/*.yaml
+
+step "KServe runtimes and example InferenceService against KServe's CRD types (core container fields included)"
+deploy/crd-check/target/debug/crd-check deploy/kserve/*.yaml
 
 step "promtool: rules, rule unit tests, Prometheus config"
 promtool check rules deploy/prometheus/rules/*.yml

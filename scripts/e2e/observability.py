@@ -80,7 +80,8 @@ def check_prometheus(prom, port):
     data = json.loads(get(url)[1])["data"]
     ids = {e["labels"].get("trace_id") for series in data for e in series["exemplars"]}
     check(TRACE_ID in ids, f"latency exemplars lead to the client's trace ({len(ids)} trace ids)")
-    text = get(f"http://127.0.0.1:{port}/metrics")[1].decode()
+    om = {"Accept": "application/openmetrics-text; version=1.0.0"}  # what Prometheus asks for
+    text = get(f"http://127.0.0.1:{port}/metrics", headers=om)[1].decode()
     # promtool 2.42 reads only the classic format; the Prometheus project's Python client has a
     # strict OpenMetrics parser (it refuses what the specification does).
     try:

@@ -2,8 +2,12 @@
 //! the operators' CRDs by kopium, published as the `kcr_*` crates): a field the CRD does not
 //! have, a wrong type or a missing required field is an error.
 //!
+//! KServe has no such crate: its types are generated here the same way (`kserve/mod.rs`).
+//!
 //! Usage: `crd-check FILE.yaml...` (multi-document YAML, e.g. `kubectl kustomize` output).
 //! Core kinds are skipped (kubernetes-validate checks those); an unknown custom kind is an error.
+
+mod kserve;
 
 use std::process::ExitCode;
 
@@ -12,6 +16,7 @@ use kcr_flagger_app::v1beta1::{canaries::Canary, metrictemplates::MetricTemplate
 use kcr_monitoring_coreos_com::v1::{
     prometheusrules::PrometheusRule, servicemonitors::ServiceMonitor,
 };
+use kserve::{inferenceservices::InferenceService, servingruntimes::ServingRuntime};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
@@ -34,6 +39,8 @@ fn check(doc: serde_json::Value) -> Result<Option<(String, Vec<String>)>> {
         ("monitoring.coreos.com/v1", "PrometheusRule") => strict::<PrometheusRule>(doc)?,
         ("flagger.app/v1beta1", "Canary") => strict::<Canary>(doc)?,
         ("flagger.app/v1beta1", "MetricTemplate") => strict::<MetricTemplate>(doc)?,
+        ("serving.kserve.io/v1alpha1", "ServingRuntime") => strict::<ServingRuntime>(doc)?,
+        ("serving.kserve.io/v1beta1", "InferenceService") => strict::<InferenceService>(doc)?,
         (a, _)
             if !a.contains('.')
                 || a.ends_with(".k8s.io/v1")
