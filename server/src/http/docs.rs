@@ -174,6 +174,51 @@ mod tests {
     }
 
     #[test]
+    fn each_error_is_documented_with_its_code_under_its_status() {
+        use crate::imaging::DecodeError;
+        let doc = document("test");
+        let errors = [
+            ApiError::bad_request("invalid_parameter", "m"),
+            ApiError::bad_request("invalid_multipart", "m"),
+            DecodeError::Empty.into(),
+            DecodeError::NotAnImage.into(),
+            DecodeError::Unsupported("12-bit".into()).into(),
+            DecodeError::TooLarge {
+                width: 1,
+                height: 1,
+                limit: 0,
+            }
+            .into(),
+            crate::service::repository::unload_refused(),
+            ApiError::Unauthorized,
+            ApiError::BodyTooLarge { limit: 1 },
+            ApiError::QueueFull(1),
+            ApiError::DecodeBusy,
+            ApiError::NotReady("draining"),
+            ApiError::Deadline(std::time::Duration::from_secs(1)),
+            ApiError::NotFound,
+            ApiError::ModelNotFound("m".into()),
+            ApiError::Engine(engine::EngineError::ShutDown),
+            ApiError::Engine(engine::EngineError::Restarting("x".into())),
+            ApiError::Engine(engine::EngineError::DeviceLost("x".into())),
+            ApiError::Engine(engine::EngineError::Inference("x".into())),
+        ];
+        for e in errors {
+            let status = super::super::status::status(&e).as_u16();
+            let codes = &doc["components"]["schemas"][format!("Error{status}")]["properties"]
+                ["error"]["properties"]["code"]["enum"];
+            let codes = codes
+                .as_array()
+                .unwrap_or_else(|| panic!("no Error{status}"));
+            assert!(
+                codes.contains(&e.code().into()),
+                "{} under {status}",
+                e.code()
+            );
+        }
+    }
+
+    #[test]
     fn the_page_and_its_files_are_served_from_the_binary() {
         use futures_util::FutureExt;
         use http_body_util::BodyExt;
