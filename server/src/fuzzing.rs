@@ -44,7 +44,7 @@ pub fn v2_http(body: Bytes, json_len: Option<usize>) -> Result<(), ApiError> {
     }
     for sig in signatures(8) {
         let (mut header, binary) = kserve::split_body(&headers, body.clone())?;
-        kserve::parse(&sig, &mut header, binary)?;
+        kserve::parse(&sig, &mut header, binary, Default::default())?;
     }
     Ok(())
 }
@@ -55,7 +55,7 @@ pub fn grpc_infer(message: &[u8]) -> Result<(), ApiError> {
     let decoded = proto::ModelInferRequest::decode(message)
         .map_err(|e| crate::v2::bad(format!("not a ModelInferRequest: {e}")))?;
     for sig in signatures(8) {
-        convert::parse(&sig, &mut decoded.clone())?;
+        convert::parse(&sig, &mut decoded.clone(), Default::default())?;
     }
     Ok(())
 }

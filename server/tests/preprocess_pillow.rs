@@ -4,6 +4,9 @@
 
 mod common;
 
+use gateway::imaging::Preprocess::{Draft, Exact};
+use sha2::{Digest, Sha256};
+
 /// Reads a uint8 `.npy` of any shape (the decoded images differ in size).
 fn load_any_npy(path: &std::path::Path) -> (Vec<usize>, Vec<u8>) {
     let raw = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -71,9 +74,12 @@ fn decoding_and_preprocessing_equal_pillow_byte_for_byte() {
             usize::MAX
         };
         let (_, crop) = load_any_npy(&refs.join(format!("{name}.npy")));
-        let pixels = gateway::imaging::preprocess(&bytes, 40_000_000)
+        let pixels = gateway::imaging::preprocess(&bytes, 40_000_000, Exact)
             .unwrap()
             .pixels;
+        // These are small: draft decodes them at full size, the same bytes.
+        let draft = gateway::imaging::preprocess(&bytes, 40_000_000, Draft).unwrap();
+        assert_eq!((draft.scale, &draft.pixels), (1, &pixels), "{name}: draft changed it");
         let cropped = pixels.iter().zip(&crop).filter(|(a, b)| a != b).count();
         let worst = pixels
             .iter()
@@ -131,7 +137,8 @@ fn large_downscales_equal_pillow_byte_for_byte() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().to_string();
         let (_, crop) = load_any_npy(&refs.join(format!("{name}.npy")));
-        let pixels = gateway::imaging::preprocess(&std::fs::read(&path).unwrap(), 40_000_000)
+        let bytes = std::fs::read(&path).unwrap();
+        let pixels = gateway::imaging::preprocess(&bytes, 40_000_000, Exact)
             .unwrap()
             .pixels;
         let differing = pixels.iter().zip(&crop).filter(|(a, b)| a != b).count();
@@ -142,4 +149,36 @@ fn large_downscales_equal_pillow_byte_for_byte() {
         n += 1;
     }
     assert_eq!(n, 2);
+}
+
+/// `PREPROCESS=draft` equals Pillow's draft pipeline byte for byte (`draft('RGB', (2w, 2h))`,
+/// EXIF orientation, Resize(256), CenterCrop(224)) on JPEGs reduced 2, 4 and 8 times in the DCT
+/// domain: 4:2:0, 4:2:2, 4:4:4 progressive, grey, CMYK, a portrait, EXIF orientation 6, sizes
+/// that are no multiple of 8 or 16, one just too small to reduce, and the large photos.
+/// References: `scripts/make_draft_references.py` (SHA-256 of Pillow's crop, and its scale).
+#[test]
+fn draft_equals_pillows_draft_byte_for_byte() {
+    let data = common::repo().join("server/tests/data");
+    let table = std::fs::read_to_string(data.join("draft/references.tsv")).unwrap();
+    let mut scales = std::collections::BTreeSet::new();
+    let mut failures = Vec::new();
+    for line in table.lines().filter(|l| !l.starts_with('#')) {
+        let [name, scale, size, digest] = line.split('\t').collect::<Vec<_>>()[..] else {
+            panic!("bad line {line:?}");
+        };
+        let path = [data.join("draft").join(name), data.join("large").join(name)]
+            .into_iter()
+            .find(|p| p.exists())
+            .unwrap_or_else(|| panic!("{name} not found"));
+        let bytes = std::fs::read(&path).unwrap();
+        let ours = gateway::imaging::preprocess(&bytes, 40_000_000, Draft).unwrap();
+        let got = format!("{:x}", Sha256::digest(&ours.pixels));
+        eprintln!("{name}: scale 1/{} (Pillow 1/{scale}, {size}), crop {}", ours.scale, if got == digest { "equal" } else { "DIFFERS" });
+        if ours.scale.to_string() != scale || got != digest {
+            failures.push(name.to_owned());
+        }
+        scales.insert(ours.scale);
+    }
+    assert_eq!(scales, [1, 2, 4, 8].into(), "every DCT scale is exercised");
+    assert!(failures.is_empty(), "differ from Pillow's draft: {failures:?}");
 }

@@ -13,7 +13,7 @@ use tracing::Span;
 use crate::batching::admission::Permit;
 use crate::batching::queue::{InferOutput, Pending};
 use crate::error::ApiError;
-use crate::imaging;
+use crate::imaging::{self, Preprocess};
 use crate::imaging::pool::PoolError;
 use crate::lifecycle::Pipeline;
 use crate::service::App;
@@ -27,21 +27,23 @@ pub struct Classified {
     pub decode: Duration,
     /// Resizing and cropping (zero for tensors).
     pub preprocess: Duration,
+    /// The DCT scale a JPEG was decoded at (1: full size; 1 for everything else).
+    pub scale: u8,
 }
 
-/// One encoded image → decode pool → batcher → logits. `permit` is its admission place;
-/// `deadline` bounds it.
+/// One encoded image → decode pool (JPEGs as `mode` says) → batcher → logits. `permit` is its
+/// admission place; `deadline` bounds it.
 pub async fn classify_image(
     app: &App,
     pipeline: &Pipeline,
-    image: Bytes,
+    (image, mode): (Bytes, Preprocess),
     permit: Permit,
     deadline: Instant,
 ) -> Result<Classified, ApiError> {
     let max_pixels = app.config.http.max_image_pixels;
     let pre = app
         .decode
-        .run(move || imaging::preprocess(&image, max_pixels))
+        .run(move || imaging::preprocess(&image, max_pixels, mode))
         .await
         .map_err(|e| match e {
             PoolError::Busy => ApiError::DecodeBusy,
@@ -62,6 +64,7 @@ pub async fn classify_image(
         out,
         decode: pre.decode,
         preprocess: pre.preprocess,
+        scale: pre.scale,
     })
 }
 
@@ -109,20 +112,22 @@ fn not_sent<T>(e: TrySendError<T>, batcher_died: bool, capacity: usize) -> ApiEr
     }
 }
 
-/// Any input of `kind`: images through [`classify_image`], tensors through [`submit`].
+/// Any input of `kind`: images through [`classify_image`] (JPEGs as `mode` says), tensors
+/// through [`submit`].
 pub async fn classify(
     app: &App,
     pipeline: &Pipeline,
-    (input, kind): (Bytes, InputKind),
+    (input, kind, mode): (Bytes, InputKind, Preprocess),
     permit: Permit,
     deadline: Instant,
 ) -> Result<Classified, ApiError> {
     match kind {
-        InputKind::Image => classify_image(app, pipeline, input, permit, deadline).await,
+        InputKind::Image => classify_image(app, pipeline, (input, mode), permit, deadline).await,
         InputKind::Tensor => Ok(Classified {
             out: submit(pipeline, input, kind, permit, deadline).await?,
             decode: Duration::ZERO,
             preprocess: Duration::ZERO,
+            scale: 1,
         }),
     }
 }

@@ -4,6 +4,7 @@ use super::proto::{
     self, infer_parameter::ParameterChoice, model_infer_request::InferRequestedOutputTensor,
     model_infer_response::InferOutputTensor, model_metadata_response::TensorMetadata,
 };
+use crate::config::Preprocess;
 use crate::error::ApiError;
 use crate::service::App;
 use crate::v2::stats::{Snapshot, Stat};
@@ -14,8 +15,19 @@ use crate::v2::{self, bad, Output, Signature, Values};
 pub fn parse(
     sig: &Signature,
     req: &mut proto::ModelInferRequest,
+    default: Preprocess,
 ) -> Result<v2::infer::Parsed, ApiError> {
     let k = classification(sig, &req.outputs)?;
+    let mode = match req
+        .parameters
+        .get("preprocess")
+        .and_then(|p| p.parameter_choice.as_ref())
+    {
+        None => None,
+        Some(ParameterChoice::StringParam(s)) => Some(s.as_str()),
+        Some(_) => Some(""),
+    };
+    let mode = v2::preprocess(mode, default)?;
     let [input] = req.inputs.as_mut_slice() else {
         let name = &sig.input.name;
         return Err(bad(format!("the model takes exactly one input, {name}")));
@@ -33,7 +45,7 @@ pub fn parse(
             _ => Values::Bytes(contents.bytes_contents),
         })
     })?;
-    Ok((inputs, k))
+    Ok((inputs, k, mode))
 }
 
 /// The classification count the request asks of its output, if any.

@@ -86,8 +86,9 @@ impl Service {
         let pipeline = app
             .pipeline()
             .inspect_err(|_| app.v2_stats.fail(model, started.elapsed()))?;
+        let default = app.config.http.preprocess;
         let (_, output) = infer::serve(app, model, pipeline, started, |sig| {
-            convert::parse(sig, &mut req)
+            convert::parse(sig, &mut req, default)
         })
         .await?;
         let id = std::mem::take(&mut req.id);

@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 
 use super::infer_json::{self, Data, InferRequest, Param};
 use super::{json as json_response, read_body, HttpResponse};
+use crate::config::Preprocess;
 use crate::error::ApiError;
 use crate::headers;
 use crate::service::record::count_refusal;
@@ -194,15 +195,22 @@ pub(crate) fn split_body(
     Ok((header, body.slice(json_len..)))
 }
 
-/// What the request asks of `sig`: its inputs, the classification count, and whether the
-/// output goes binary.
+/// What the request asks of `sig`: its inputs, the classification count, how JPEGs decode (the
+/// request parameter `preprocess`, else `default`), and whether the output goes binary.
 pub(crate) fn parse(
     sig: &Signature,
     header: &mut InferRequest,
     binary: Bytes,
+    default: Preprocess,
 ) -> Result<(infer::Parsed, bool), ApiError> {
     let (wants_binary, k) = output_wanted(sig, header)?;
-    Ok(((inputs(sig, header, binary)?, k), wants_binary))
+    let mode = match header.parameters.get("preprocess") {
+        None => None,
+        Some(Param::Str(s)) => Some(s.as_str()),
+        Some(_) => Some(""),
+    };
+    let mode = v2::preprocess(mode, default)?;
+    Ok(((inputs(sig, header, binary)?, k, mode), wants_binary))
 }
 
 /// The inputs of the request's one input tensor, from JSON `data` or the binary section.
@@ -292,8 +300,9 @@ async fn infer(app: &Arc<App>, req: Request<Incoming>) -> Result<HttpResponse, A
         }
     };
     let mut binary_out = false;
+    let default = app.config.http.preprocess;
     let (pipeline, output) = infer::serve(app, model, pipeline, started, |sig| {
-        let (parsed, wants_binary) = parse(sig, &mut header, binary)?;
+        let (parsed, wants_binary) = parse(sig, &mut header, binary, default)?;
         binary_out = wants_binary;
         Ok(parsed)
     })

@@ -31,6 +31,7 @@ use crate::predict::{top_k, PredictResponse};
 use crate::service::record::{count_refusal, finish, note_error, user_agent, Done};
 use crate::service::App;
 use crate::service::Pipeline;
+use crate::imaging::Preprocess;
 use crate::telemetry::trace::spans;
 pub(crate) use accept::accept;
 use opentelemetry_http::HeaderExtractor;
@@ -222,6 +223,15 @@ fn error_response_with(e: &ApiError, app: &App, body: String) -> HttpResponse {
     r
 }
 
+/// The `Server-Timing` entry saying how the image was decoded: `exact`, or `draft` and the DCT
+/// scale it chose (`1/1` when the image is too small to reduce, or not a JPEG).
+fn decoded_as(mode: Preprocess, scale: u8) -> String {
+    match mode {
+        Preprocess::Exact => "decode-mode;desc=\"exact\"".into(),
+        Preprocess::Draft => format!("decode-mode;desc=\"draft 1/{scale}\""),
+    }
+}
+
 /// `x-model-version`: which weights answered.
 fn stamp_model_version(r: &mut HttpResponse, pipeline: &Pipeline) {
     if let Ok(v) = HeaderValue::from_str(&pipeline.version) {
@@ -229,11 +239,26 @@ fn stamp_model_version(r: &mut HttpResponse, pipeline: &Pipeline) {
     }
 }
 
-fn parse_top_k(query: Option<&str>, classes: usize) -> Result<usize, ApiError> {
-    let raw = query
+/// The value of `name` in a query string, if present.
+fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
+    query
         .unwrap_or("")
         .split('&')
-        .find_map(|kv| kv.strip_prefix("top_k="));
+        .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+}
+
+/// `?preprocess=exact|draft`, else `default` (`PREPROCESS`).
+fn parse_preprocess(query: Option<&str>, default: Preprocess) -> Result<Preprocess, ApiError> {
+    match query_param(query, "preprocess") {
+        None => Ok(default),
+        Some(v) => Preprocess::parse(v).ok_or_else(|| {
+            ApiError::bad_request("invalid_parameter", "preprocess must be exact or draft")
+        }),
+    }
+}
+
+fn parse_top_k(query: Option<&str>, classes: usize) -> Result<usize, ApiError> {
+    let raw = query_param(query, "top_k");
     match raw {
         None => Ok(5.min(classes)),
         Some(v) => match v.parse::<usize>() {
@@ -277,18 +302,23 @@ async fn predict(app: &App, req: Request<Incoming>) -> Result<HttpResponse, ApiE
         .and_then(|v| v.to_str().ok());
     let kind = intake::body_kind(content_type.unwrap_or(""))?;
     let k = parse_top_k(req.uri().query(), pipeline.classes)?;
+    let mode = parse_preprocess(req.uri().query(), app.config.http.preprocess)?;
     let body = read_body(app, req, received).await?;
     // Admitted once the body is here: clients still uploading hold no place in the queue, so
     // slow uploads cannot starve complete requests, and a full queue still refuses at once.
     let permit = app.admit()?;
     let work = async {
         let image = intake::image_bytes(body, &kind)?;
-        classify_image(app, &pipeline, image, permit, deadline).await
+        classify_image(app, &pipeline, (image, mode), permit, deadline).await
     };
     let c = app.by_deadline(received, work).await?;
     let out = c.out;
     let stages = [("decode", c.decode), ("preprocess", c.preprocess)];
-    let server_timing = app.observe_stages(&stages, &out);
+    let server_timing = format!(
+        "{}, {}",
+        app.observe_stages(&stages, &out),
+        decoded_as(mode, c.scale)
+    );
     let body = PredictResponse {
         model: &app.config.model.name,
         predictions: top_k(&out.logits, k, pipeline.labels),
@@ -312,6 +342,11 @@ mod tests {
     fn top_k_is_validated() {
         assert_eq!(parse_top_k(None, 1000).unwrap(), 5);
         assert_eq!(parse_top_k(Some("a=1&top_k=10"), 1000).unwrap(), 10);
+        assert_eq!(parse_top_k(Some("xtop_k=10"), 1000).unwrap(), 5);
+        let draft = Some("top_k=3&preprocess=draft");
+        assert_eq!(parse_preprocess(draft, Preprocess::Exact).unwrap(), Preprocess::Draft);
+        assert_eq!(parse_preprocess(None, Preprocess::Draft).unwrap(), Preprocess::Draft);
+        assert!(parse_preprocess(Some("preprocess=fast"), Preprocess::Exact).is_err());
         for bad in ["top_k=0", "top_k=1001", "top_k=x", "top_k=-1"] {
             assert_eq!(
                 status::status(&parse_top_k(Some(bad), 1000).unwrap_err()),

@@ -4,10 +4,12 @@
 mod conn;
 mod otel;
 mod precision;
+mod preprocess;
 pub mod trace;
 
 pub use conn::ConnConfig;
 pub use precision::{Precision, PrecisionConfig};
+pub use preprocess::Preprocess;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -55,6 +57,8 @@ pub struct FrontConfig {
     pub max_body_bytes: usize,
     /// `MAX_IMAGE_PIXELS`: images whose header claims more get 413 before decoding.
     pub max_image_pixels: u64,
+    /// `PREPROCESS`: how JPEGs are decoded unless a request says (`exact` or `draft`).
+    pub preprocess: Preprocess,
     /// `REQUEST_TIMEOUT`: per-request deadline.
     pub request_timeout: Duration,
     /// `GRACEFUL_SHUTDOWN_TIMEOUT`: time to drain after SIGTERM.
@@ -266,6 +270,9 @@ impl Config {
                 grpc_port: Some(env.number("GRPC_PORT", 8001, 0)?).filter(|&p| p != 0),
                 max_body_bytes: env.number("MAX_BODY_BYTES", 10 << 20, 1024)?,
                 max_image_pixels: env.number("MAX_IMAGE_PIXELS", 40_000_000, 1)?,
+                preprocess: env.parse("PREPROCESS", Preprocess::Exact, |s| {
+                    Preprocess::parse(s).ok_or_else(|| "expected exact or draft".into())
+                })?,
                 request_timeout: env.seconds("REQUEST_TIMEOUT", 30.0)?,
                 graceful_shutdown_timeout: env.seconds("GRACEFUL_SHUTDOWN_TIMEOUT", 30.0)?,
                 api_keys: Redacted(env.get("API_KEYS").map_or_else(Vec::new, |s| {

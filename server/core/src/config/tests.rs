@@ -53,6 +53,7 @@ fn bad_values_name_the_variable() {
         ("LOG_FORMAT", "xml"),
         ("ENABLE_METRICS", "maybe"),
         ("ENABLE_DOCS", "perhaps"),
+        ("PREPROCESS", "fast"),
         ("MODEL_DEVICE", "tpu"),
         ("MODEL_PRECISION", "fp16"),
         ("CALIBRATION_METHOD", "entropy"),

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{preprocess, Preprocessed};
+use super::{preprocess, Preprocess, Preprocessed};
 
 /// Every file of `dir` (not its subfolders), in name order, with its preprocessed image or why
 /// it has none.
@@ -22,7 +22,9 @@ pub fn read(
         .map(|p| {
             let image = std::fs::read(&p)
                 .map_err(|e| e.to_string())
-                .and_then(|b| preprocess(&b, max_pixels).map_err(|e| e.to_string()));
+                .and_then(|b| {
+                    preprocess(&b, max_pixels, Preprocess::Exact).map_err(|e| e.to_string())
+                });
             (p, image)
         })
         .collect())

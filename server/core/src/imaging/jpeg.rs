@@ -123,11 +123,22 @@ fn be16(b: &[u8]) -> u16 {
     u16::from_be_bytes([b[0], b[1]])
 }
 
+/// The DCT scale (1, 2, 4 or 8: decode at 1/s) that Pillow's `draft('RGB', (2w, 2h))` chooses for
+/// a stored `width × height` JPEG, w × h being torchvision's Resize(`shorter`) target of it: the
+/// largest s in {8, 4, 2} with s ≤ min(width // 2w, height // 2h), else 1.
+pub fn draft_scale(width: u32, height: u32, shorter: u32) -> u8 {
+    let (w, h) = super::resize::resized_size(width as usize, height as usize, shorter as usize);
+    let room = (width as usize / (2 * w).max(1)).min(height as usize / (2 * h).max(1));
+    [8u8, 4, 2].into_iter().find(|&s| room >= usize::from(s)).unwrap_or(1)
+}
+
 /// Decodes with libjpeg-turbo: islow IDCT and fancy upsampling (its defaults, and Pillow's),
 /// baseline, progressive or arithmetic-coded; grey is replicated to RGB; CMYK and YCCK are turned
 /// into RGB exactly as Pillow's `convert("RGB")` does. A file without its end-of-image marker is
-/// refused as truncated (libjpeg would pad it with grey).
-pub fn decode(bytes: &[u8], info: &JpegInfo<'_>) -> Result<RgbImage, DecodeError> {
+/// refused as truncated (libjpeg would pad it with grey). `scale` (1, 2, 4 or 8) decodes at 1/s
+/// of the size, ⌈w/s⌉ × ⌈h/s⌉, in the DCT domain (`scale_num = 8/s`, `scale_denom = 8`, which
+/// libjpeg-turbo treats as Pillow's 1/s).
+pub fn decode(bytes: &[u8], info: &JpegInfo<'_>, scale: u8) -> Result<RgbImage, DecodeError> {
     if !has_end_marker(bytes) {
         return Err(DecodeError::Corrupt(
             "JPEG: truncated (no end-of-image marker)".into(),
@@ -138,19 +149,24 @@ pub fn decode(bytes: &[u8], info: &JpegInfo<'_>) -> Result<RgbImage, DecodeError
         let mut d = mozjpeg::Decompress::new_mem(bytes)?;
         d.dct_method(mozjpeg::DctMethod::IntegerSlow);
         d.do_fancy_upsampling(true);
+        if scale > 1 {
+            d.scale(8 / scale);
+        }
         let cmyk = matches!(d.color_space(), ColorSpace::JCS_CMYK | ColorSpace::JCS_YCCK);
-        let (w, h) = (d.width() as u32, d.height() as u32);
         let flat = if cmyk {
             let mut started = d.to_colorspace(ColorSpace::JCS_CMYK)?;
+            let size = (started.width() as u32, started.height() as u32);
             let px: Vec<[u8; 4]> = started.read_scanlines()?;
             started.finish()?;
-            px.iter().flat_map(|p| cmyk_to_rgb(*p, adobe)).collect()
+            (size, px.iter().flat_map(|p| cmyk_to_rgb(*p, adobe)).collect())
         } else {
             let mut started = d.rgb()?;
+            let size = (started.width() as u32, started.height() as u32);
             let px: Vec<[u8; 3]> = started.read_scanlines()?;
             started.finish()?;
-            px.into_iter().flatten().collect()
+            (size, px.into_iter().flatten().collect())
         };
+        let ((w, h), flat) = flat;
         RgbImage::from_raw(w, h, flat).ok_or_else(|| std::io::Error::other("short pixel buffer"))
     };
     match std::panic::catch_unwind(run) {
@@ -247,6 +263,20 @@ mod tests {
             6,
             "nothing after the end of image"
         );
+    }
+
+    #[test]
+    fn draft_scales_are_pillows() {
+        // 12 MP: target 341×256, room min(4032 // 682, 3024 // 512) = 5 → 1/4.
+        assert_eq!(draft_scale(4032, 3024, 256), 4);
+        assert_eq!(draft_scale(3024, 4032, 256), 4);
+        assert_eq!(draft_scale(2048, 1536, 256), 2); // room 3
+        assert_eq!(draft_scale(1023, 1023, 256), 1); // room 1: 1023 // 512
+        assert_eq!(draft_scale(1024, 1024, 256), 2);
+        assert_eq!(draft_scale(8192, 6144, 256), 8); // room 12
+        assert_eq!(draft_scale(300, 200, 256), 1); // upscaled: room 0
+        // A panorama: the short side decides.
+        assert_eq!(draft_scale(12_000, 1100, 256), 2);
     }
 
     #[test]

@@ -15,6 +15,8 @@ use image::{
     metadata::Orientation, DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbImage,
 };
 
+pub use crate::config::Preprocess;
+
 /// Why an image was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
@@ -53,13 +55,19 @@ pub struct Preprocessed {
     pub preprocess: Duration,
     /// When decoding started (for trace spans).
     pub started: Instant,
+    /// The DCT scale the JPEG was decoded at (1/`scale`; 1: full size, always for `Exact`).
+    pub scale: u8,
 }
 
-/// Decodes `bytes` and resizes/crops to the network input.
-pub fn preprocess(bytes: &[u8], max_pixels: u64) -> Result<Preprocessed, DecodeError> {
+/// Decodes `bytes` (a JPEG as `mode` says) and resizes/crops to the network input.
+pub fn preprocess(
+    bytes: &[u8],
+    max_pixels: u64,
+    mode: Preprocess,
+) -> Result<Preprocessed, DecodeError> {
     let start = Instant::now();
-    let rgb = tracing::info_span!(target: "gateway::imaging", "decode")
-        .in_scope(|| decode_rgb(bytes, max_pixels))?;
+    let (rgb, scale) = tracing::info_span!(target: "gateway::imaging", "decode")
+        .in_scope(|| decode_with(bytes, max_pixels, mode))?;
     let decoded = Instant::now();
     let (w, h) = (rgb.width() as usize, rgb.height() as usize);
     let side = models::RESIZE_SHORTER_SIDE as usize;
@@ -71,11 +79,22 @@ pub fn preprocess(bytes: &[u8], max_pixels: u64) -> Result<Preprocessed, DecodeE
         decode: decoded - start,
         preprocess: decoded.elapsed(),
         started: start,
+        scale,
     })
 }
 
-/// Decodes any supported format to upright RGB8.
+/// Decodes any supported format to upright RGB8, at full size.
 pub fn decode_rgb(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, DecodeError> {
+    decode_with(bytes, max_pixels, Preprocess::Exact).map(|(rgb, _)| rgb)
+}
+
+/// Decodes any supported format to upright RGB8; a JPEG in `Draft` at the DCT scale Pillow's
+/// draft would choose (returned: 1/`scale`).
+pub fn decode_with(
+    bytes: &[u8],
+    max_pixels: u64,
+    mode: Preprocess,
+) -> Result<(RgbImage, u8), DecodeError> {
     if bytes.is_empty() {
         return Err(DecodeError::Empty);
     }
@@ -84,12 +103,12 @@ pub fn decode_rgb(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, DecodeError
         None => DecodeError::NotAnImage,
     })?;
     match format {
-        ImageFormat::Jpeg => decode_jpeg(bytes, max_pixels),
+        ImageFormat::Jpeg => decode_jpeg(bytes, max_pixels, mode),
         ImageFormat::Png
         | ImageFormat::WebP
         | ImageFormat::Gif
         | ImageFormat::Bmp
-        | ImageFormat::Tiff => decode_generic(bytes, format, max_pixels),
+        | ImageFormat::Tiff => decode_generic(bytes, format, max_pixels).map(|rgb| (rgb, 1)),
         other => Err(DecodeError::Unsupported(format!(
             "{other:?} images are not supported"
         ))),
@@ -112,7 +131,11 @@ fn check_size(width: u32, height: u32, limit: u64) -> Result<(), DecodeError> {
     Ok(())
 }
 
-fn decode_jpeg(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, DecodeError> {
+fn decode_jpeg(
+    bytes: &[u8],
+    max_pixels: u64,
+    mode: Preprocess,
+) -> Result<(RgbImage, u8), DecodeError> {
     let info = jpeg::scan(bytes)?;
     if let Some(kind) = info.exotic {
         return Err(DecodeError::Unsupported(format!("{kind} is not supported")));
@@ -131,9 +154,13 @@ fn decode_jpeg(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, DecodeError> {
             jpeg::MAX_SCANS
         )));
     }
-    let rgb = jpeg::decode(bytes, &info)?;
+    let scale = match mode {
+        Preprocess::Exact => 1,
+        Preprocess::Draft => jpeg::draft_scale(info.width, info.height, models::RESIZE_SHORTER_SIDE),
+    };
+    let rgb = jpeg::decode(bytes, &info, scale)?;
     let orientation = info.exif.and_then(Orientation::from_exif_chunk);
-    Ok(upright(DynamicImage::ImageRgb8(rgb), orientation))
+    Ok((upright(DynamicImage::ImageRgb8(rgb), orientation), scale))
 }
 
 fn decode_generic(

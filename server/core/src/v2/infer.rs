@@ -10,13 +10,15 @@ use bytes::Bytes;
 
 use super::stats::ImageCost;
 use super::{Model, Output, Signature};
+use crate::config::Preprocess;
 use crate::error::ApiError;
 use crate::infer::classify;
 use crate::lifecycle::Pipeline;
 use crate::service::App;
 
-/// What a transport's parse gives: the inputs, and the classification count asked.
-pub type Parsed = (Vec<Bytes>, Option<usize>);
+/// What a transport's parse gives: the inputs, the classification count asked, and how the
+/// image model decodes JPEGs ([`super::preprocess`]).
+pub type Parsed = (Vec<Bytes>, Option<usize>, Preprocess);
 
 /// Serves one inference of `model` on `pipeline` that arrived at `started`; `parse` reads the
 /// transport's request against the model's signature. The transport has checked the key (before
@@ -31,8 +33,8 @@ pub async fn serve(
 ) -> Result<(Arc<Pipeline>, Output), ApiError> {
     let outcome = async {
         let sig = model.signature(&pipeline);
-        let (inputs, k) = parse(&sig)?;
-        let rows = run(app, &pipeline, model, inputs, started).await?;
+        let (inputs, k, mode) = parse(&sig)?;
+        let rows = run(app, &pipeline, model, (inputs, mode), started).await?;
         let answered = Instant::now();
         let logits: Vec<&[f32]> = rows.iter().map(|r| r.logits.as_slice()).collect();
         let output = Output::new(&sig, pipeline.labels, &logits, k);
@@ -60,14 +62,14 @@ pub struct Row {
     pub cost: ImageCost,
 }
 
-/// Runs `inputs` (encoded images or tensors, as `model` takes; at most `max_batch_size`, as
-/// [`Signature::batch_of`] checked) and returns a row for each, or the first failure (an
-/// input's `400` names its element).
+/// Runs `inputs` (encoded images, JPEGs decoded as `mode` says, or tensors, as `model` takes; at
+/// most `max_batch_size`, as [`Signature::batch_of`] checked) and returns a row for each, or the
+/// first failure (an input's `400` names its element).
 pub async fn run(
     app: &App,
     pipeline: &Pipeline,
     model: Model,
-    inputs: Vec<Bytes>,
+    (inputs, mode): (Vec<Bytes>, Preprocess),
     started: Instant,
 ) -> Result<Vec<Row>, ApiError> {
     let permits = inputs
@@ -79,7 +81,7 @@ pub async fn run(
     let work = inputs
         .into_iter()
         .zip(permits)
-        .map(|(input, permit)| classify(app, pipeline, (input, kind), permit, deadline));
+        .map(|(input, permit)| classify(app, pipeline, (input, kind, mode), permit, deadline));
     let answers = app
         .by_deadline(started, async {
             Ok(futures_util::future::join_all(work).await)

@@ -23,6 +23,7 @@ pub use model::Model;
 use bytes::Bytes;
 use engine::{InputKind, IMAGE_CHANNELS, IMAGE_SIDE, TENSOR_BYTES};
 
+use crate::config::Preprocess;
 use crate::error::ApiError;
 use crate::lifecycle::Pipeline;
 use crate::service::App;
@@ -230,6 +231,17 @@ pub fn tensors_from_values(values: &[f32], n: usize) -> Result<Vec<Bytes>, ApiEr
         raw.extend_from_slice(&v.to_le_bytes());
     }
     tensors(raw.into(), n)
+}
+
+/// The request parameter `preprocess` as sent (`None`: absent; a parameter that is not a
+/// string is sent as `Some("")`): how the image model decodes JPEGs, else `default`
+/// (`PREPROCESS`).
+pub fn preprocess(asked: Option<&str>, default: Preprocess) -> Result<Preprocess, ApiError> {
+    match asked {
+        None => Ok(default),
+        Some(s) => Preprocess::parse(s)
+            .ok_or_else(|| bad("the parameter preprocess must be \"exact\" or \"draft\"")),
+    }
 }
 
 /// The classification count asked of an output (`classification` / `class_count`): none or 0
