@@ -35,6 +35,12 @@ fn signatures(max_batch: usize) -> [Signature; 2] {
     })
 }
 
+/// [`signatures`], for unit tests of the parsers.
+#[cfg(test)]
+pub(crate) fn signatures_for_tests(max_batch: usize) -> [Signature; 2] {
+    signatures(max_batch)
+}
+
 /// An HTTP v2 infer body (its JSON part `json_len` bytes long when given, then the binary
 /// section) through the parse and each model's input cut.
 pub fn v2_http(body: Bytes, json_len: Option<usize>) -> Result<(), ApiError> {

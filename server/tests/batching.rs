@@ -39,7 +39,7 @@ fn same_image_alone_and_in_a_batch_of_8_agrees() {
         .iter()
         .take(8)
         .map(|p| {
-            gateway::imaging::preprocess(&std::fs::read(p).unwrap(), 40_000_000)
+            gateway::imaging::preprocess(&std::fs::read(p).unwrap(), 40_000_000, Default::default())
                 .unwrap()
                 .pixels
         })

@@ -179,7 +179,7 @@ async fn triton_style_requests_get_the_answers_of_predict() {
 /// `file` as the network's own input: preprocessed as `/predict` does, normalised, f32 CHW.
 fn tensor_of(file: &std::path::Path) -> Vec<f32> {
     let bytes = std::fs::read(file).unwrap();
-    let pre = gateway::imaging::preprocess(&bytes, u64::MAX).unwrap();
+    let pre = gateway::imaging::preprocess(&bytes, u64::MAX, Default::default()).unwrap();
     let norm = engine::Normalization {
         mean: [0.485, 0.456, 0.406],
         std: [0.229, 0.224, 0.225],
@@ -374,5 +374,85 @@ async fn the_model_config_advertises_the_batch_that_is_served() {
     let refused = infer(&server, "resnet50_image", &body, len).await;
     assert_eq!(refused.status, 400);
     assert!(String::from_utf8_lossy(&refused.body).contains("max_batch_size 1"));
+    server.stop().await.unwrap();
+}
+
+/// `PREPROCESS`, `?preprocess=` on `/predict` and the v2 request parameter `preprocess` choose
+/// how a JPEG decodes; `Server-Timing` and `model_info` say which.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_decode_mode_is_chosen_per_server_and_per_request() {
+    let photo = common::repo().join("server/tests/data/large/landscape-2048x1536.jpg");
+    let server = TestServer::start(&[("PREPROCESS", "draft")]).await;
+    let timing = |r: &common::Reply| r.headers["server-timing"].clone();
+    let r = server.predict_file(&photo, "").await.unwrap();
+    assert!(
+        timing(&r).contains("decode-mode;desc=\"draft 1/2\""),
+        "{}",
+        timing(&r)
+    );
+    let draft_top = r.predictions()[0].0;
+    let r = server
+        .predict_file(&photo, "preprocess=exact")
+        .await
+        .unwrap();
+    assert!(
+        timing(&r).contains("decode-mode;desc=\"exact\""),
+        "{}",
+        timing(&r)
+    );
+    // A small image: draft has nothing to reduce.
+    let small = common::images("good").join("ijg-testorig.jpg");
+    let r = server
+        .predict_file(&small, "preprocess=draft")
+        .await
+        .unwrap();
+    assert!(timing(&r).contains("\"draft 1/1\""), "{}", timing(&r));
+    let r = server
+        .predict_file(&small, "preprocess=fast")
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status, common::error_code(&r).as_str()),
+        (400, "invalid_parameter")
+    );
+    let metrics = String::from_utf8(server.get("/metrics").await.unwrap().body).unwrap();
+    assert!(
+        metrics.contains("preprocess=\"draft\""),
+        "model_info names the default"
+    );
+
+    // The v2 image model: the request parameter, over the server's default.
+    let image = std::fs::read(&photo).unwrap();
+    let ask = |mode: &str| {
+        let (body, n) = infer_body(std::slice::from_ref(&image), json!({"classification": 1}));
+        let mut head: Value = serde_json::from_slice(&body[..n]).unwrap();
+        head["parameters"] = json!({ "preprocess": mode });
+        let head = head.to_string();
+        let mut out = head.clone().into_bytes();
+        out.extend_from_slice(&body[n..]);
+        (out, head.len())
+    };
+    for mode in ["exact", "draft"] {
+        let (body, n) = ask(mode);
+        let r = infer(&server, "resnet50_image", &body, n).await;
+        assert_eq!(
+            r.status,
+            200,
+            "{mode}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        let top = r.json()["outputs"][0]["data"][0]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        eprintln!("v2 {mode}: {top}");
+        if mode == "draft" {
+            assert_eq!(top.split(':').nth(1).unwrap(), draft_top.to_string());
+        }
+    }
+    let (body, n) = ask("fast");
+    let r = infer(&server, "resnet50_image", &body, n).await;
+    assert_eq!(r.status, 400);
+    assert!(r.json()["error"].as_str().unwrap().contains("preprocess"));
     server.stop().await.unwrap();
 }

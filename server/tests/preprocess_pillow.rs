@@ -79,7 +79,11 @@ fn decoding_and_preprocessing_equal_pillow_byte_for_byte() {
             .pixels;
         // These are small: draft decodes them at full size, the same bytes.
         let draft = gateway::imaging::preprocess(&bytes, 40_000_000, Draft).unwrap();
-        assert_eq!((draft.scale, &draft.pixels), (1, &pixels), "{name}: draft changed it");
+        assert_eq!(
+            (draft.scale, &draft.pixels),
+            (1, &pixels),
+            "{name}: draft changed it"
+        );
         let cropped = pixels.iter().zip(&crop).filter(|(a, b)| a != b).count();
         let worst = pixels
             .iter()
@@ -173,12 +177,19 @@ fn draft_equals_pillows_draft_byte_for_byte() {
         let bytes = std::fs::read(&path).unwrap();
         let ours = gateway::imaging::preprocess(&bytes, 40_000_000, Draft).unwrap();
         let got = format!("{:x}", Sha256::digest(&ours.pixels));
-        eprintln!("{name}: scale 1/{} (Pillow 1/{scale}, {size}), crop {}", ours.scale, if got == digest { "equal" } else { "DIFFERS" });
+        eprintln!(
+            "{name}: scale 1/{} (Pillow 1/{scale}, {size}), crop {}",
+            ours.scale,
+            if got == digest { "equal" } else { "DIFFERS" }
+        );
         if ours.scale.to_string() != scale || got != digest {
             failures.push(name.to_owned());
         }
         scales.insert(ours.scale);
     }
     assert_eq!(scales, [1, 2, 4, 8].into(), "every DCT scale is exercised");
-    assert!(failures.is_empty(), "differ from Pillow's draft: {failures:?}");
+    assert!(
+        failures.is_empty(),
+        "differ from Pillow's draft: {failures:?}"
+    );
 }

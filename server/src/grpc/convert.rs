@@ -176,3 +176,44 @@ pub fn statistics(name: String, s: Snapshot) -> proto::ModelStatistics {
         ..Default::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grpc::proto::{model_infer_request::InferInputTensor, InferParameter};
+
+    #[test]
+    fn the_preprocess_parameter_picks_the_decode_or_is_refused() {
+        let [_, sig] = crate::fuzzing::signatures_for_tests(8);
+        let request = |p: Option<ParameterChoice>| {
+            let mut req = proto::ModelInferRequest {
+                inputs: vec![InferInputTensor {
+                    name: "IMAGE".into(),
+                    datatype: "BYTES".into(),
+                    shape: vec![1],
+                    ..Default::default()
+                }],
+                raw_input_contents: vec![vec![1, 0, 0, 0, 7].into()],
+                ..Default::default()
+            };
+            if let Some(p) = p {
+                let param = InferParameter {
+                    parameter_choice: Some(p),
+                };
+                req.parameters.insert("preprocess".into(), param);
+            }
+            req
+        };
+        let mode = |p| parse(&sig, &mut request(p), Preprocess::Exact).map(|(_, _, m)| m);
+        assert_eq!(mode(None).unwrap(), Preprocess::Exact);
+        let draft = ParameterChoice::StringParam("draft".into());
+        assert_eq!(mode(Some(draft)).unwrap(), Preprocess::Draft);
+        for bad in [
+            ParameterChoice::StringParam("fast".into()),
+            ParameterChoice::BoolParam(true),
+        ] {
+            let err = mode(Some(bad)).unwrap_err();
+            assert!(err.to_string().contains("preprocess"), "{err}");
+        }
+    }
+}

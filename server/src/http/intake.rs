@@ -97,9 +97,21 @@ mod tests {
     #[test]
     fn the_whole_path_refuses_bad_input_with_4xx() {
         let ct = "multipart/form-data; boundary=b";
-        let err = decode_request(ct, Bytes::from_static(b"--b\r\n\r\n"), 1 << 20, Default::default()).unwrap_err();
+        let err = decode_request(
+            ct,
+            Bytes::from_static(b"--b\r\n\r\n"),
+            1 << 20,
+            Default::default(),
+        )
+        .unwrap_err();
         assert_eq!(crate::http::status::status(&err), 400);
-        let err = decode_request("image/png", Bytes::from_static(b"\x89PNG"), 1 << 20, Default::default()).unwrap_err();
+        let err = decode_request(
+            "image/png",
+            Bytes::from_static(b"\x89PNG"),
+            1 << 20,
+            Default::default(),
+        )
+        .unwrap_err();
         assert_eq!(crate::http::status::status(&err), 400);
     }
 }

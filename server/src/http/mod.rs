@@ -26,12 +26,12 @@ use tracing::Instrument;
 
 use crate::error::ApiError;
 use crate::headers;
+use crate::imaging::Preprocess;
 use crate::infer::classify_image;
 use crate::predict::{top_k, PredictResponse};
 use crate::service::record::{count_refusal, finish, note_error, user_agent, Done};
 use crate::service::App;
 use crate::service::Pipeline;
-use crate::imaging::Preprocess;
 use crate::telemetry::trace::spans;
 pub(crate) use accept::accept;
 use opentelemetry_http::HeaderExtractor;
@@ -344,8 +344,14 @@ mod tests {
         assert_eq!(parse_top_k(Some("a=1&top_k=10"), 1000).unwrap(), 10);
         assert_eq!(parse_top_k(Some("xtop_k=10"), 1000).unwrap(), 5);
         let draft = Some("top_k=3&preprocess=draft");
-        assert_eq!(parse_preprocess(draft, Preprocess::Exact).unwrap(), Preprocess::Draft);
-        assert_eq!(parse_preprocess(None, Preprocess::Draft).unwrap(), Preprocess::Draft);
+        assert_eq!(
+            parse_preprocess(draft, Preprocess::Exact).unwrap(),
+            Preprocess::Draft
+        );
+        assert_eq!(
+            parse_preprocess(None, Preprocess::Draft).unwrap(),
+            Preprocess::Draft
+        );
         assert!(parse_preprocess(Some("preprocess=fast"), Preprocess::Exact).is_err());
         for bad in ["top_k=0", "top_k=1001", "top_k=x", "top_k=-1"] {
             assert_eq!(

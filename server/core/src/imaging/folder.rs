@@ -20,11 +20,9 @@ pub fn read(
     Ok(paths
         .into_iter()
         .map(|p| {
-            let image = std::fs::read(&p)
-                .map_err(|e| e.to_string())
-                .and_then(|b| {
-                    preprocess(&b, max_pixels, Preprocess::Exact).map_err(|e| e.to_string())
-                });
+            let image = std::fs::read(&p).map_err(|e| e.to_string()).and_then(|b| {
+                preprocess(&b, max_pixels, Preprocess::Exact).map_err(|e| e.to_string())
+            });
             (p, image)
         })
         .collect())

@@ -98,7 +98,12 @@ pub fn count_scans(b: &[u8], cap: usize) -> usize {
     let mut scans = 0usize;
     while i + 1 < b.len() && scans <= cap {
         if b[i] != 0xFF {
-            i += 1; // entropy-coded data (or garbage the decoder will refuse)
+            // Entropy-coded data (or garbage the decoder will refuse), megabytes in a photo:
+            // skipped to the next 0xFF at memchr's speed.
+            match memchr::memchr(0xFF, &b[i..]) {
+                Some(n) => i += n,
+                None => break,
+            }
             continue;
         }
         match b[i + 1] {
@@ -129,7 +134,10 @@ fn be16(b: &[u8]) -> u16 {
 pub fn draft_scale(width: u32, height: u32, shorter: u32) -> u8 {
     let (w, h) = super::resize::resized_size(width as usize, height as usize, shorter as usize);
     let room = (width as usize / (2 * w).max(1)).min(height as usize / (2 * h).max(1));
-    [8u8, 4, 2].into_iter().find(|&s| room >= usize::from(s)).unwrap_or(1)
+    [8u8, 4, 2]
+        .into_iter()
+        .find(|&s| room >= usize::from(s))
+        .unwrap_or(1)
 }
 
 /// Decodes with libjpeg-turbo: islow IDCT and fancy upsampling (its defaults, and Pillow's),
@@ -158,13 +166,17 @@ pub fn decode(bytes: &[u8], info: &JpegInfo<'_>, scale: u8) -> Result<RgbImage, 
             let size = (started.width() as u32, started.height() as u32);
             let px: Vec<[u8; 4]> = started.read_scanlines()?;
             started.finish()?;
-            (size, px.iter().flat_map(|p| cmyk_to_rgb(*p, adobe)).collect())
+            (
+                size,
+                px.iter().flat_map(|p| cmyk_to_rgb(*p, adobe)).collect(),
+            )
         } else {
             let mut started = d.rgb()?;
             let size = (started.width() as u32, started.height() as u32);
-            let px: Vec<[u8; 3]> = started.read_scanlines()?;
+            // Flat bytes straight from libjpeg: no second copy of a photo's pixels.
+            let px: Vec<u8> = started.read_scanlines()?;
             started.finish()?;
-            (size, px.into_iter().flatten().collect())
+            (size, px)
         };
         let ((w, h), flat) = flat;
         RgbImage::from_raw(w, h, flat).ok_or_else(|| std::io::Error::other("short pixel buffer"))
@@ -275,7 +287,7 @@ mod tests {
         assert_eq!(draft_scale(1024, 1024, 256), 2);
         assert_eq!(draft_scale(8192, 6144, 256), 8); // room 12
         assert_eq!(draft_scale(300, 200, 256), 1); // upscaled: room 0
-        // A panorama: the short side decides.
+                                                   // A panorama: the short side decides.
         assert_eq!(draft_scale(12_000, 1100, 256), 2);
     }
 

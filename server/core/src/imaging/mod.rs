@@ -156,7 +156,9 @@ fn decode_jpeg(
     }
     let scale = match mode {
         Preprocess::Exact => 1,
-        Preprocess::Draft => jpeg::draft_scale(info.width, info.height, models::RESIZE_SHORTER_SIDE),
+        Preprocess::Draft => {
+            jpeg::draft_scale(info.width, info.height, models::RESIZE_SHORTER_SIDE)
+        }
     };
     let rgb = jpeg::decode(bytes, &info, scale)?;
     let orientation = info.exif.and_then(Orientation::from_exif_chunk);

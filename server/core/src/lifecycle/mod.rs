@@ -43,6 +43,7 @@ impl Models {
             device: mc.device.to_string(),
             model: mc.name.clone(),
             precision: mc.precision.precision.label(),
+            preprocess: parts.config.http.preprocess.name(),
             version: String::new(),
         };
         Models {

@@ -183,6 +183,7 @@ mod tests {
             device: "cpu".into(),
             model: "m".into(),
             precision: "fp32",
+            preprocess: "exact",
             version: String::new(),
         };
         let slot = Arc::new(Slot::new(labels, Metrics::new()));

@@ -111,6 +111,8 @@ pub struct ModelLabels {
     pub model: String,
     /// `fp32` or `int8` (`MODEL_PRECISION`).
     pub precision: &'static str,
+    /// How JPEGs decode unless a request says: `exact` or `draft` (`PREPROCESS`).
+    pub preprocess: &'static str,
     /// The first 12 hex digits of the model file's SHA-256: which weights serve.
     pub version: String,
 }
@@ -304,6 +306,7 @@ mod tests {
                 device: "cpu".into(),
                 model: "a\"b\\c".into(),
                 precision: "fp32",
+                preprocess: "exact",
                 version: "v\n1".into(),
             })
             .set(1);
