@@ -7,6 +7,7 @@ mod gif;
 pub mod jpeg;
 pub mod pool;
 pub mod resize;
+mod tiff_jpeg;
 
 use std::io::Cursor;
 use std::time::{Duration, Instant};
@@ -104,11 +105,13 @@ pub fn decode_with(
     })?;
     match format {
         ImageFormat::Jpeg => decode_jpeg(bytes, max_pixels, mode),
-        ImageFormat::Png
-        | ImageFormat::WebP
-        | ImageFormat::Gif
-        | ImageFormat::Bmp
-        | ImageFormat::Tiff => decode_generic(bytes, format, max_pixels).map(|rgb| (rgb, 1)),
+        ImageFormat::Tiff => match tiff_jpeg::decode(bytes, max_pixels) {
+            Some(decoded) => decoded.map(|(rgb, o)| (upright(DynamicImage::ImageRgb8(rgb), o), 1)),
+            None => decode_generic(bytes, format, max_pixels).map(|rgb| (rgb, 1)),
+        },
+        ImageFormat::Png | ImageFormat::WebP | ImageFormat::Gif | ImageFormat::Bmp => {
+            decode_generic(bytes, format, max_pixels).map(|rgb| (rgb, 1))
+        }
         other => Err(DecodeError::Unsupported(format!(
             "{other:?} images are not supported"
         ))),
