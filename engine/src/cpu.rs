@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use ort::session::{builder::GraphOptimizationLevel, Session};
+use ort::session::Session;
 use ort::value::TensorRef;
 
 use crate::{
@@ -99,25 +99,7 @@ pub struct CpuBackend {
 impl CpuBackend {
     /// Builds a session for `config.model`. [`init_onnx_runtime`] must have succeeded.
     pub fn new(config: &CpuConfig) -> Result<Self, EngineError> {
-        let env = environment()?;
-        let mut builder = Session::builder(env).map_err(EngineError::model_load)?;
-        builder = builder
-            .with_optimization_level(GraphOptimizationLevel::Level3)
-            .map_err(EngineError::model_load)?;
-        builder = builder
-            .with_intra_threads(config.intra_threads.max(1))
-            .map_err(EngineError::model_load)?;
-        builder = builder
-            .with_inter_threads(1)
-            .map_err(EngineError::model_load)?;
-        builder = builder
-            .with_intra_op_spinning(config.spinning)
-            .map_err(EngineError::model_load)?;
-        let session = match &config.model {
-            ModelSource::File(path) => builder.commit_from_file(path),
-            ModelSource::Bytes(bytes) => builder.commit_from_memory(bytes),
-        }
-        .map_err(EngineError::model_load)?;
+        let session = crate::onnx::session(config, &crate::onnx::Provider::Cpu)?;
         let (input_name, classes) = io_shape(&session)?;
         Ok(Self {
             session,
@@ -130,7 +112,7 @@ impl CpuBackend {
 }
 
 /// The one input's name and the width of the one output, as ONNX Runtime reports them.
-fn io_shape(session: &Session) -> Result<(String, usize), EngineError> {
+pub(crate) fn io_shape(session: &Session) -> Result<(String, usize), EngineError> {
     let [input] = session.inputs() else {
         return Err(EngineError::model_load(
             "the model must have exactly one input",

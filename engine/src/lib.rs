@@ -21,6 +21,7 @@ pub mod gpu;
 mod health;
 mod job;
 mod lane;
+mod onnx;
 pub mod probe;
 mod supervise;
 #[cfg(test)]
@@ -37,6 +38,7 @@ pub use error::EngineError;
 pub use health::Health;
 pub use job::{BackendFactory, BatchOutput, Job, JobDone};
 pub use lane::Lanes;
+pub use onnx::{OnnxBackend, Provider, TensorRtOptions};
 
 /// Time spent in one named stage of executing a batch (`normalize`, `h2d`, `compute`, `d2h`).
 #[derive(Debug, Clone, Copy, PartialEq)]

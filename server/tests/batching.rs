@@ -192,3 +192,54 @@ async fn requests_admitted_together_share_one_batch_and_a_lone_one_does_not_wait
     }
     server.stop().await.unwrap();
 }
+
+/// The GPU engines' ONNX Runtime path (`engine::OnnxBackend`: the shared session builder, I/O
+/// binding, host buffers), run here through the CPU provider, gives the CPU engine's logits
+/// exactly, for batches of 1, 3 and 8 and for both input kinds.
+#[test]
+fn the_io_binding_backend_on_the_cpu_provider_equals_the_cpu_engine() {
+    let dylib = std::env::var("ORT_DYLIB_PATH").unwrap();
+    engine::init_onnx_runtime(dylib.as_ref()).unwrap();
+    let path = models::ensure_builtin(
+        &common::repo().join(".cache/models"),
+        models::DEFAULT_SEED,
+        2,
+    )
+    .unwrap();
+    let config = engine::CpuConfig::new(ModelSource::File(path), 2, models::IMAGENET_NORMALIZATION);
+    let mut cpu = CpuBackend::new(&config).unwrap();
+    let mut bound = engine::OnnxBackend::new(&config, &engine::Provider::Cpu).unwrap();
+    assert_eq!(engine::Provider::Cpu.label(), "onnxruntime");
+    let images: Vec<Vec<u8>> = files("good")
+        .iter()
+        .take(8)
+        .map(|p| {
+            gateway::imaging::preprocess(&std::fs::read(p).unwrap(), 40_000_000, Default::default())
+                .unwrap()
+                .pixels
+        })
+        .collect();
+    let (mut want, mut got, mut t) = (Vec::new(), Vec::new(), Vec::new());
+    for n in [1, 3, 8, 1] {
+        let mut batch = bound.alloc_batch(8);
+        images.iter().take(n).for_each(|i| assert!(batch.push(i)));
+        cpu.run(&batch, &mut want, &mut t).unwrap();
+        bound.run(&batch, &mut got, &mut t).unwrap();
+        assert_eq!(got.len(), n * 1000);
+        assert!(got == want, "batch of {n}: the logits differ");
+        assert_eq!(
+            t.iter().map(|s| s.stage).collect::<Vec<_>>(),
+            ["normalize", "compute"]
+        );
+    }
+    // A tensor input (KServe's FP32 model) through the same binding.
+    let tensor: Vec<u8> = (0..3 * 224 * 224)
+        .flat_map(|i| ((i % 97) as f32 / 97.0 - 0.5).to_le_bytes())
+        .collect();
+    let mut batch = BatchBuffer::new(1);
+    batch.reset(engine::InputKind::Tensor);
+    assert!(batch.push(&tensor));
+    cpu.run(&batch, &mut want, &mut t).unwrap();
+    bound.run(&batch, &mut got, &mut t).unwrap();
+    assert!(got == want, "tensor input: the logits differ");
+}
