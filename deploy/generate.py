@@ -68,7 +68,7 @@ PANELS = [
      [("sum(rate(process_cpu_seconds_total[1m]))", "CPU cores"),
       ("sum(process_resident_memory_bytes) / 2^30", "RSS GiB")], 12, "timeseries"),
     ("Loaded model", "short",
-     [("model_info", "{{model}} {{version}} {{device}} {{precision}} {{preprocess}}")], 12, "stat"),
+     [("model_info", "{{model}} {{version}} {{device}} {{engine}} {{precision}} {{preprocess}}")], 12, "stat"),
     ("Model reloads by result (failure: the old model kept serving)", "short",
      [("sum by (result) (increase(model_reloads_total[1h])) or vector(0)", "{{result}}")], 12, "timeseries"),
 ]

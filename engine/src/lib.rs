@@ -38,6 +38,8 @@ pub use error::EngineError;
 pub use health::Health;
 pub use job::{BackendFactory, BatchOutput, Job, JobDone};
 pub use lane::Lanes;
+#[cfg(feature = "cuda")]
+pub use onnx::probe as probe_providers;
 pub use onnx::{OnnxBackend, Provider, TensorRtOptions};
 
 /// Time spent in one named stage of executing a batch (`normalize`, `h2d`, `compute`, `d2h`).

@@ -150,6 +150,59 @@ fn providers(provider: &Provider) -> Result<Vec<ort::ep::ExecutionProviderDispat
     }
 }
 
+/// Checks, before ONNX Runtime tries (and might abort), that every library `provider` needs can
+/// be loaded: the driver, the provider's ONNX Runtime plugin next to `ort_dylib` (which must be
+/// onnxruntime-gpu's), and the NVIDIA libraries it links. The error names each one missing.
+#[cfg(feature = "cuda")]
+pub fn probe(provider: &Provider, ort_dylib: &std::path::Path) -> Result<(), EngineError> {
+    let dir = ort_dylib.parent().unwrap_or(std::path::Path::new("."));
+    let plugin = |name: &str| dir.join(name).display().to_string();
+    let mut needed = vec![
+        ("the NVIDIA driver".to_string(), "libcuda.so.1".to_string()),
+        (
+            "onnxruntime-gpu".into(),
+            plugin("libonnxruntime_providers_shared.so"),
+        ),
+        (
+            "onnxruntime-gpu".into(),
+            plugin("libonnxruntime_providers_cuda.so"),
+        ),
+        ("cuDNN 9".into(), "libcudnn.so.9".into()),
+        ("cuBLAS 12".into(), "libcublasLt.so.12".into()),
+        ("the CUDA 12 runtime".into(), "libcudart.so.12".into()),
+    ];
+    if let Provider::TensorRt(_) = provider {
+        needed.push((
+            "onnxruntime-gpu".into(),
+            plugin("libonnxruntime_providers_tensorrt.so"),
+        ));
+        needed.push(("TensorRT 10".into(), "libnvinfer.so.10".into()));
+        needed.push(("TensorRT 10".into(), "libnvinfer_plugin.so.10".into()));
+        needed.push(("TensorRT 10".into(), "libnvonnxparser.so.10".into()));
+    }
+    let missing: Vec<String> = needed
+        .into_iter()
+        .filter(|(_, lib)| {
+            // SAFETY: loading a shared library runs its initialisers; these are NVIDIA's and ONNX
+            // Runtime's own libraries, which ONNX Runtime would load next in any case.
+            unsafe { libloading::Library::new(lib) }.is_err()
+        })
+        .map(|(what, lib)| format!("{lib} ({what})"))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(EngineError::DeviceUnavailable(
+        format!(
+            "GPU_ENGINE={} cannot start: missing {} (put onnxruntime-gpu's lib folder in \
+             ORT_DYLIB_PATH's place and the NVIDIA libraries on LD_LIBRARY_PATH; docs/GPU.md)",
+            provider.label(),
+            missing.join(", ")
+        )
+        .into(),
+    ))
+}
+
 /// ONNX Runtime on `provider` through I/O binding. Not shared between threads: each lane builds
 /// its own (on a GPU, each session has its own CUDA stream).
 pub struct OnnxBackend {

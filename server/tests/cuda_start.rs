@@ -18,18 +18,17 @@ fn gpu_present() -> bool {
         .any(|p| std::path::Path::new(p).exists())
 }
 
-#[test]
-fn cuda_without_a_gpu_fails_at_start_naming_cuda() {
-    if gpu_present() {
-        eprintln!("skipping: this machine has a GPU (/dev/nvidia*); the test is for those without");
-        return;
-    }
+/// Starts the server with `MODEL_DEVICE=cuda` and `env`; its exit status and stderr, or a
+/// failure if it is still running after 120 s.
+fn start_on_cuda(env: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_inference-gateway"))
         .current_dir(common::repo())
         .env("MODEL_DEVICE", "cuda")
         .env("PORT", "0")
+        .env("GRPC_PORT", "0")
         .env("HOST", "127.0.0.1")
         .env("RUST_BACKTRACE", "0")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -46,10 +45,69 @@ fn cuda_without_a_gpu_fails_at_start_naming_cuda() {
         std::thread::sleep(Duration::from_millis(50));
     };
     let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
+    (status, stderr)
+}
+
+#[test]
+fn cuda_without_a_gpu_fails_at_start_naming_cuda() {
+    if gpu_present() {
+        eprintln!("skipping: this machine has a GPU (/dev/nvidia*); the test is for those without");
+        return;
+    }
+    let (status, stderr) = start_on_cuda(&[]);
     assert!(!status.success(), "exited {status}");
     assert!(
         stderr.contains("CUDA") && stderr.contains("libcuda.so.1"),
         "{stderr}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// `GPU_ENGINE=tensorrt` and `onnxruntime-cuda` without a GPU (and with the CPU build of ONNX
+/// Runtime): the server exits at start naming every library missing, without a panic, and never
+/// serves on the CPU instead.
+#[test]
+fn onnx_runtime_gpu_engines_without_their_libraries_fail_at_start_naming_them() {
+    if gpu_present() {
+        eprintln!("skipping: this machine has a GPU (/dev/nvidia*); the test is for those without");
+        return;
+    }
+    for (engine, libs) in [
+        (
+            "tensorrt",
+            &[
+                "libcuda.so.1",
+                "libonnxruntime_providers_tensorrt.so",
+                "libnvinfer.so.10",
+            ][..],
+        ),
+        (
+            "onnxruntime-cuda",
+            &[
+                "libcuda.so.1",
+                "libonnxruntime_providers_cuda.so",
+                "libcudnn.so.9",
+            ][..],
+        ),
+    ] {
+        let (status, stderr) = start_on_cuda(&[("GPU_ENGINE", engine)]);
+        assert!(!status.success(), "{engine}: exited {status}");
+        assert!(
+            stderr.contains(&format!("GPU_ENGINE={engine}")),
+            "{engine}: {stderr}"
+        );
+        for lib in libs {
+            assert!(stderr.contains(lib), "{engine}: {lib} not named: {stderr}");
+        }
+        assert!(!stderr.contains("panicked"), "{engine}: {stderr}");
+        assert!(
+            !stderr.contains("ready"),
+            "{engine}: it must not serve: {stderr}"
+        );
+    }
+    let (status, stderr) = start_on_cuda(&[("GPU_ENGINE", "tensorflow")]);
+    assert!(
+        !status.success() && stderr.contains("GPU_ENGINE"),
+        "{stderr}"
+    );
 }

@@ -188,7 +188,7 @@ async fn raw_bodies_probes_metrics_and_request_errors() {
         "inference_queue_wait_seconds_count",
         "inference_stage_duration_seconds_count{stage=\"decode\"}",
         "inference_requests_rejected_total{reason=\"bad_input\"}",
-        "model_info{device=\"cpu\",model=\"resnet50\"",
+        "model_info{device=\"cpu\",engine=\"onnxruntime\",model=\"resnet50\"",
         "route=\"unknown\"",
         "process_resident_memory_bytes",
     ] {

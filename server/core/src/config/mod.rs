@@ -2,12 +2,14 @@
 //! A bad value stops the server at start with a message that names the variable.
 
 mod conn;
+mod gpu;
 mod otel;
 mod precision;
 mod preprocess;
 pub mod trace;
 
 pub use conn::ConnConfig;
+pub use gpu::GpuEngine;
 pub use precision::{Precision, PrecisionConfig};
 pub use preprocess::Preprocess;
 
@@ -125,6 +127,8 @@ pub struct ModelConfig {
     pub seed: u64,
     /// `MODEL_DEVICE`.
     pub device: Device,
+    /// `GPU_ENGINE`: which engine serves on a GPU.
+    pub gpu_engine: GpuEngine,
     /// `MODEL_WARMUP`: run each warm-up batch size once before ready.
     pub warmup: bool,
     /// `ORT_DYLIB_PATH`: the ONNX Runtime shared library.
@@ -367,6 +371,7 @@ fn model_config<F: Fn(&str) -> Option<String>>(
             .map_or_else(|| PathBuf::from(".cache/models"), PathBuf::from),
         seed: env.number("MODEL_SEED", models::DEFAULT_SEED, 0)?,
         device,
+        gpu_engine: gpu::gpu_engine(env)?,
         warmup: env.flag("MODEL_WARMUP", true)?,
         ort_dylib: env.get("ORT_DYLIB_PATH").map_or_else(
             || PathBuf::from(".cache/onnxruntime/libonnxruntime.so"),

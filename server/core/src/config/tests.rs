@@ -54,6 +54,7 @@ fn bad_values_name_the_variable() {
         ("ENABLE_METRICS", "maybe"),
         ("ENABLE_DOCS", "perhaps"),
         ("PREPROCESS", "fast"),
+        ("GPU_ENGINE", "tensorflow"),
         ("MODEL_DEVICE", "tpu"),
         ("MODEL_PRECISION", "fp16"),
         ("CALIBRATION_METHOD", "entropy"),

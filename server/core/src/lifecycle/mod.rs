@@ -41,6 +41,10 @@ impl Models {
         let mc = &parts.config.model;
         let labels = ModelLabels {
             device: mc.device.to_string(),
+            engine: match mc.device {
+                crate::config::Device::Cpu => "onnxruntime",
+                crate::config::Device::Cuda(_) => mc.gpu_engine.name(),
+            },
             model: mc.name.clone(),
             precision: mc.precision.precision.label(),
             preprocess: parts.config.http.preprocess.name(),

@@ -147,6 +147,11 @@ fn backends(
             Ok((factory, CPU_BUFFERS_PER_LANE))
         }
         #[cfg(feature = "cuda")]
+        Device::Cuda(ordinal) if mc.gpu_engine != crate::config::GpuEngine::Cudnn => Ok((
+            onnx_gpu(parts, model, ordinal, max_batch)?,
+            GPU_BUFFERS_PER_LANE,
+        )),
+        #[cfg(feature = "cuda")]
         Device::Cuda(ordinal) => {
             let prepared = Arc::new(models::prepare_for_gpu_from(&model.bytes)?);
             let cfg = cuda_config(ordinal as usize, max_batch, &mc.cache_dir, true);
@@ -160,6 +165,49 @@ fn backends(
         )
         .into()),
     }
+}
+
+/// The lane factory of ONNX Runtime on a GPU (`GPU_ENGINE=tensorrt` or `onnxruntime-cuda`),
+/// after checking that every library the provider needs is there.
+#[cfg(feature = "cuda")]
+fn onnx_gpu(
+    parts: &Parts,
+    model: &models::LoadedModel,
+    ordinal: u32,
+    max_batch: usize,
+) -> Result<BackendFactory, LoadError> {
+    use crate::config::GpuEngine;
+    let mc = &parts.config.model;
+    let device = ordinal as i32;
+    let provider = match mc.gpu_engine {
+        GpuEngine::TensorRt => engine::Provider::TensorRt(engine::TensorRtOptions {
+            device,
+            fp16: true,
+            cache_dir: mc.cache_dir.join("tensorrt"),
+            // Engines are valid for this model file on this GPU ordinal; TensorRT itself
+            // refuses a cached engine from another GPU model or TensorRT version.
+            cache_prefix: format!(
+                "{}-gpu{ordinal}-b{max_batch}",
+                super::version_of(&model.bytes)
+            ),
+            max_batch,
+            input: model.signature.input.clone(),
+        }),
+        _ => engine::Provider::Cuda { device },
+    };
+    engine::probe_providers(&provider, &mc.ort_dylib)?;
+    if let engine::Provider::TensorRt(t) = &provider {
+        let _ = std::fs::create_dir_all(&t.cache_dir);
+        tracing::info!(cache = %t.cache_dir.display(), "TensorRT builds its engines now (minutes on the first start; cached after)");
+    }
+    let cpu = engine::CpuConfig::new(
+        ModelSource::Bytes(model.bytes.clone()),
+        mc.engine_threads,
+        models::IMAGENET_NORMALIZATION,
+    );
+    Ok(Arc::new(move |_lane| {
+        Ok(Box::new(engine::OnnxBackend::new(&cpu, &provider)?) as Box<dyn Backend>)
+    }))
 }
 
 /// Loads (or generates) the model, starts the lanes (warmed up) and the batcher, logging under

@@ -181,6 +181,7 @@ mod tests {
     async fn a_waiter_for_the_first_pipeline_waits_without_polling_and_wakes_at_the_drain() {
         let labels = ModelLabels {
             device: "cpu".into(),
+            engine: "onnxruntime",
             model: "m".into(),
             precision: "fp32",
             preprocess: "exact",

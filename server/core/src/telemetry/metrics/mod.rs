@@ -107,6 +107,9 @@ pub struct ResultLabel {
 pub struct ModelLabels {
     /// `cpu`, `cuda:0`.
     pub device: String,
+    /// What runs the model: `onnxruntime` on the CPU; `cudnn`, `tensorrt` or `onnxruntime-cuda`
+    /// on a GPU (`GPU_ENGINE`).
+    pub engine: &'static str,
     /// `MODEL_NAME`.
     pub model: String,
     /// `fp32` or `int8` (`MODEL_PRECISION`).
@@ -304,6 +307,7 @@ mod tests {
         m.model_info
             .get_or_create(&ModelLabels {
                 device: "cpu".into(),
+                engine: "onnxruntime",
                 model: "a\"b\\c".into(),
                 precision: "fp32",
                 preprocess: "exact",
