@@ -58,7 +58,7 @@ echo "   docker-compose.yml refuses to start without its secrets file"
 check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml docker-compose.dev.yml
 
 step "Dockerfiles (hadolint)"
-hadolint Dockerfile Dockerfile.dev Dockerfile.cuda && echo "   ok"
+hadolint Dockerfile Dockerfile.dev Dockerfile.cuda Dockerfile.tensorrt && echo "   ok"
 
 step "ECS task definition (botocore's ECS API model)"
 python3 scripts/e2e/validate_ecs.py deploy/ecs/*.json
