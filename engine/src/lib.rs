@@ -23,6 +23,7 @@ mod job;
 mod lane;
 mod onnx;
 pub mod probe;
+mod runtime;
 mod supervise;
 #[cfg(test)]
 mod testing;
@@ -33,7 +34,7 @@ pub use batch::{
     tensors_to_f32, BatchBuffer, HostMemory, InputKind, Normalization, IMAGE_BYTES, IMAGE_CHANNELS,
     IMAGE_SIDE, SLOT_BYTES, TENSOR_BYTES,
 };
-pub use cpu::{init_onnx_runtime, CpuBackend, CpuConfig, ModelSource};
+pub use cpu::CpuBackend;
 pub use error::EngineError;
 pub use health::Health;
 pub use job::{BackendFactory, BatchOutput, Job, JobDone};
@@ -41,6 +42,7 @@ pub use lane::Lanes;
 #[cfg(feature = "cuda")]
 pub use onnx::probe as probe_providers;
 pub use onnx::{OnnxBackend, Provider, TensorRtOptions};
+pub use runtime::{init_onnx_runtime, CpuConfig, ModelSource};
 
 /// Time spent in one named stage of executing a batch (`normalize`, `h2d`, `compute`, `d2h`).
 #[derive(Debug, Clone, Copy, PartialEq)]

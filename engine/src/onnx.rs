@@ -18,7 +18,7 @@ use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, Memory
 use ort::session::{builder::GraphOptimizationLevel, IoBinding, Session};
 use ort::value::Tensor;
 
-use crate::cpu::{environment, CpuConfig, ModelSource};
+use crate::runtime::{environment, io_shape, CpuConfig, ModelSource};
 use crate::{
     Backend, BatchBuffer, EngineError, InputKind, StageTiming, IMAGE_CHANNELS, IMAGE_SIDE,
 };
@@ -241,7 +241,7 @@ impl OnnxBackend {
     /// Builds the session of `config.model` on `provider`.
     pub fn new(config: &CpuConfig, provider: &Provider) -> Result<Self, EngineError> {
         let session = session(config, provider)?;
-        let (input_name, classes) = crate::cpu::io_shape(&session)?;
+        let (input_name, classes) = io_shape(&session)?;
         let output_name = session.outputs()[0].name().to_string();
         let binding = session.create_binding().map_err(EngineError::model_load)?;
         let memory = |device, id, kind| {

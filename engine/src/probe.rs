@@ -8,7 +8,7 @@ use std::path::Path;
 use ort::session::{builder::GraphOptimizationLevel, Session};
 use ort::value::TensorRef;
 
-use crate::cpu::environment;
+use crate::runtime::environment;
 use crate::{EngineError, IMAGE_CHANNELS, IMAGE_SIDE};
 
 /// `bytes` after ONNX Runtime's basic optimisations (standard ONNX operators only), written
