@@ -162,8 +162,12 @@ impl BatchBuffer {
 
 /// Writes the f32 little-endian tensors of a [`InputKind::Tensor`] batch into `out` (resized).
 pub fn tensors_to_f32(batch: &BatchBuffer, out: &mut Vec<f32>) {
-    let bytes = batch.images();
-    out.resize(bytes.len() / 4, 0.0);
+    out.resize(batch.images().len() / 4, 0.0);
+    le_f32(batch.images(), out);
+}
+
+/// Little-endian f32 `bytes` into `out`.
+fn le_f32(bytes: &[u8], out: &mut [f32]) {
     for (v, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
         *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
     }
@@ -181,10 +185,21 @@ pub struct Normalization {
 impl Normalization {
     /// Writes the images of `batch` as normalised f32 NCHW into `out` (resized to fit).
     pub fn to_nchw(&self, batch: &BatchBuffer, out: &mut Vec<f32>) {
-        let plane = IMAGE_SIDE * IMAGE_SIDE;
-        out.resize(batch.len() * IMAGE_CHANNELS * plane, 0.0);
-        for (i, dst) in out.chunks_exact_mut(IMAGE_CHANNELS * plane).enumerate() {
-            self.image_to_chw(batch.image(i), dst);
+        out.resize(batch.len() * IMAGE_CHANNELS * IMAGE_SIDE * IMAGE_SIDE, 0.0);
+        self.write_batch(batch, out);
+    }
+
+    /// Writes the inputs of `batch` as f32 NCHW into `out` (`batch.len()` × 3 × H × W values):
+    /// images normalised, tensors as sent (little-endian f32).
+    pub fn write_batch(&self, batch: &BatchBuffer, out: &mut [f32]) {
+        match batch.kind() {
+            InputKind::Image => {
+                let per = IMAGE_CHANNELS * IMAGE_SIDE * IMAGE_SIDE;
+                for (i, dst) in out.chunks_exact_mut(per).enumerate() {
+                    self.image_to_chw(batch.image(i), dst);
+                }
+            }
+            InputKind::Tensor => le_f32(batch.images(), out),
         }
     }
 

@@ -6,10 +6,9 @@ use std::time::Instant;
 use ort::session::Session;
 use ort::value::TensorRef;
 
-use crate::runtime::{io_shape, CpuConfig};
+use crate::runtime::{io_shape, take_logits, CpuConfig};
 use crate::{
-    tensors_to_f32, Backend, BatchBuffer, EngineError, InputKind, Normalization, StageTiming,
-    IMAGE_CHANNELS, IMAGE_SIDE,
+    Backend, BatchBuffer, EngineError, Normalization, StageTiming, IMAGE_CHANNELS, IMAGE_SIDE,
 };
 
 /// ONNX Runtime on the CPU. Not shared between threads: each lane builds its own.
@@ -49,10 +48,9 @@ impl Backend for CpuBackend {
             return Ok(());
         }
         let start = Instant::now();
-        match batch.kind() {
-            InputKind::Image => self.normalization.to_nchw(batch, &mut self.input),
-            InputKind::Tensor => tensors_to_f32(batch, &mut self.input),
-        }
+        self.input
+            .resize(batch.len() * IMAGE_CHANNELS * IMAGE_SIDE * IMAGE_SIDE, 0.0);
+        self.normalization.write_batch(batch, &mut self.input);
         let normalized = Instant::now();
         timings.push(StageTiming {
             stage: "normalize",
@@ -66,18 +64,7 @@ impl Backend for CpuBackend {
             .session
             .run(ort::inputs![self.input_name.as_str() => tensor])
             .map_err(EngineError::inference)?;
-        let (out_shape, data) = outputs[0]
-            .try_extract_tensor::<f32>()
-            .map_err(EngineError::inference)?;
-        let expected = batch.len() * self.classes;
-        if data.len() != expected {
-            return Err(EngineError::inference(format!(
-                "output has shape {out_shape:?}, expected [{}, {}]",
-                batch.len(),
-                self.classes
-            )));
-        }
-        logits.extend_from_slice(data);
+        take_logits(&outputs, batch.len(), self.classes, logits)?;
         timings.push(StageTiming {
             stage: "compute",
             duration: normalized.elapsed(),

@@ -18,9 +18,9 @@ use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, Memory
 use ort::session::{builder::GraphOptimizationLevel, IoBinding, Session};
 use ort::value::Tensor;
 
-use crate::runtime::{environment, io_shape, CpuConfig, ModelSource};
+use crate::runtime::{environment, io_shape, take_logits, CpuConfig, ModelSource};
 use crate::{
-    Backend, BatchBuffer, EngineError, InputKind, StageTiming, IMAGE_CHANNELS, IMAGE_SIDE,
+    Backend, BatchBuffer, EngineError, Normalization, StageTiming, IMAGE_CHANNELS, IMAGE_SIDE,
 };
 
 /// Where ONNX Runtime runs the model.
@@ -230,7 +230,7 @@ pub struct OnnxBackend {
     output_name: String,
     output_memory: MemoryInfo<'static>,
     classes: usize,
-    config: CpuConfig,
+    normalization: Normalization,
     /// Allocates the input tensors: host memory, pinned on the GPU providers.
     allocator: Allocator,
     /// One input tensor per batch size met, reused.
@@ -263,7 +263,7 @@ impl OnnxBackend {
             output_name,
             output_memory,
             classes,
-            config: config.clone(),
+            normalization: config.normalization,
             allocator,
             inputs: HashMap::new(),
         })
@@ -279,19 +279,8 @@ impl OnnxBackend {
                 v.insert(Tensor::new(&self.allocator, shape).map_err(EngineError::inference)?)
             }
         };
-        let (_, data) = tensor.extract_tensor_mut();
-        let per = IMAGE_CHANNELS * IMAGE_SIDE * IMAGE_SIDE;
-        for (i, dst) in data.chunks_exact_mut(per).enumerate() {
-            let src = batch.image(i);
-            match batch.kind() {
-                InputKind::Image => self.config.normalization.image_to_chw(src, dst),
-                InputKind::Tensor => {
-                    for (d, b) in dst.iter_mut().zip(src.chunks_exact(4)) {
-                        *d = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-                    }
-                }
-            }
-        }
+        self.normalization
+            .write_batch(batch, tensor.extract_tensor_mut().1);
         self.binding
             .bind_input(self.input_name.as_str(), &*tensor)
             .map_err(EngineError::inference)
@@ -324,18 +313,7 @@ impl Backend for OnnxBackend {
             .session
             .run_binding(&self.binding)
             .map_err(EngineError::inference)?;
-        let (_, data) = outputs[0]
-            .try_extract_tensor::<f32>()
-            .map_err(EngineError::inference)?;
-        if data.len() != batch.len() * self.classes {
-            return Err(EngineError::inference(format!(
-                "{} logits for {} inputs of {} classes",
-                data.len(),
-                batch.len(),
-                self.classes
-            )));
-        }
-        logits.extend_from_slice(data);
+        take_logits(&outputs, batch.len(), self.classes, logits)?;
         timings.push(StageTiming {
             stage: "compute",
             duration: normalized.elapsed(),

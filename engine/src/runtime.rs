@@ -103,3 +103,23 @@ pub(crate) fn io_shape(session: &Session) -> Result<(String, usize), EngineError
         .ok_or_else(|| EngineError::model_load("the output's last dimension must be fixed"))?;
     Ok((input.name().to_string(), classes as usize))
 }
+
+/// Appends the one output's `rows × classes` logits to `logits`; an output of another size is an
+/// inference error.
+pub(crate) fn take_logits(
+    outputs: &ort::session::SessionOutputs<'_>,
+    rows: usize,
+    classes: usize,
+    logits: &mut Vec<f32>,
+) -> Result<(), EngineError> {
+    let (shape, data) = outputs[0]
+        .try_extract_tensor::<f32>()
+        .map_err(EngineError::inference)?;
+    if data.len() != rows * classes {
+        return Err(EngineError::inference(format!(
+            "output has shape {shape:?}, expected [{rows}, {classes}]"
+        )));
+    }
+    logits.extend_from_slice(data);
+    Ok(())
+}

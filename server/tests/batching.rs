@@ -18,24 +18,21 @@ fn top5(logits: &[f32]) -> Vec<(usize, f32)> {
         .collect()
 }
 
-/// Engine level, deterministic: each of 8 different images alone vs. inside one batch of all 8.
-#[test]
-fn same_image_alone_and_in_a_batch_of_8_agrees() {
+/// The built-in model file, with ONNX Runtime loaded.
+fn builtin_model() -> std::path::PathBuf {
     let dylib = std::env::var("ORT_DYLIB_PATH").unwrap();
     engine::init_onnx_runtime(dylib.as_ref()).unwrap();
-    let path = models::ensure_builtin(
+    models::ensure_builtin(
         &common::repo().join(".cache/models"),
         models::DEFAULT_SEED,
         2,
     )
-    .unwrap();
-    let mut backend = CpuBackend::new(&engine::CpuConfig::new(
-        ModelSource::File(path),
-        2,
-        models::IMAGENET_NORMALIZATION,
-    ))
-    .unwrap();
-    let images: Vec<Vec<u8>> = files("good")
+    .unwrap()
+}
+
+/// The first 8 good test images, preprocessed.
+fn eight_images() -> Vec<Vec<u8>> {
+    files("good")
         .iter()
         .take(8)
         .map(|p| {
@@ -43,7 +40,20 @@ fn same_image_alone_and_in_a_batch_of_8_agrees() {
                 .unwrap()
                 .pixels
         })
-        .collect();
+        .collect()
+}
+
+/// Engine level, deterministic: each of 8 different images alone vs. inside one batch of all 8.
+#[test]
+fn same_image_alone_and_in_a_batch_of_8_agrees() {
+    let path = builtin_model();
+    let mut backend = CpuBackend::new(&engine::CpuConfig::new(
+        ModelSource::File(path),
+        2,
+        models::IMAGENET_NORMALIZATION,
+    ))
+    .unwrap();
+    let images = eight_images();
     assert_eq!(images.len(), 8);
     let (mut batch_logits, mut t) = (Vec::new(), Vec::new());
     let mut batch = BatchBuffer::new(8);
@@ -198,27 +208,12 @@ async fn requests_admitted_together_share_one_batch_and_a_lone_one_does_not_wait
 /// exactly, for batches of 1, 3 and 8 and for both input kinds.
 #[test]
 fn the_io_binding_backend_on_the_cpu_provider_equals_the_cpu_engine() {
-    let dylib = std::env::var("ORT_DYLIB_PATH").unwrap();
-    engine::init_onnx_runtime(dylib.as_ref()).unwrap();
-    let path = models::ensure_builtin(
-        &common::repo().join(".cache/models"),
-        models::DEFAULT_SEED,
-        2,
-    )
-    .unwrap();
+    let path = builtin_model();
     let config = engine::CpuConfig::new(ModelSource::File(path), 2, models::IMAGENET_NORMALIZATION);
     let mut cpu = CpuBackend::new(&config).unwrap();
     let mut bound = engine::OnnxBackend::new(&config, &engine::Provider::Cpu).unwrap();
     assert_eq!(engine::Provider::Cpu.label(), "onnxruntime");
-    let images: Vec<Vec<u8>> = files("good")
-        .iter()
-        .take(8)
-        .map(|p| {
-            gateway::imaging::preprocess(&std::fs::read(p).unwrap(), 40_000_000, Default::default())
-                .unwrap()
-                .pixels
-        })
-        .collect();
+    let images = eight_images();
     let (mut want, mut got, mut t) = (Vec::new(), Vec::new(), Vec::new());
     for n in [1, 3, 8, 1] {
         let mut batch = bound.alloc_batch(8);
