@@ -45,4 +45,64 @@ impl EngineError {
     pub(crate) fn inference(e: impl std::fmt::Display) -> Self {
         Self::Inference(e.to_string().into())
     }
+
+    /// A failure of ONNX Runtime on a GPU provider: [`EngineError::DeviceLost`] when it reports a
+    /// sticky CUDA error (its CUDA calls fail as `CUDA failure 700: an illegal memory access was
+    /// encountered ; GPU=0 ; …`), else [`EngineError::Inference`].
+    pub(crate) fn from_gpu_runtime(e: impl std::fmt::Display) -> Self {
+        let message = e.to_string();
+        let sticky = message
+            .match_indices("CUDA failure ")
+            .filter_map(|(at, prefix)| {
+                let digits = &message[at + prefix.len()..];
+                let end = digits
+                    .find(|c: char| !c.is_ascii_digit())
+                    .unwrap_or(digits.len());
+                digits[..end].parse().ok()
+            })
+            .any(is_sticky_cuda_error);
+        match sticky {
+            true => Self::DeviceLost(message.into()),
+            false => Self::Inference(message.into()),
+        }
+    }
+}
+
+/// CUDA errors after which the context cannot be used again (CUDA's "sticky" errors: illegal
+/// address, launch failure, ECC, hardware and unknown errors).
+pub(crate) fn is_sticky_cuda_error(code: u32) -> bool {
+    matches!(code, 214 | 220 | 700 | 702 | 709 | 710 | 714..=719 | 999)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sticky_cuda_failure_in_onnx_runtime_is_a_lost_device() {
+        let lost = "Non-zero status code returned while running Conv node. Name:'conv1' Status \
+                    Message: CUDA failure 700: an illegal memory access was encountered ; GPU=0 ; \
+                    hostname=gpu-1 ; file=cuda_call.cc ; line=123 ; expr=cudaStreamSynchronize;";
+        assert!(matches!(
+            EngineError::from_gpu_runtime(lost),
+            EngineError::DeviceLost(_)
+        ));
+        for other in [
+            "CUDA failure 2: out of memory ; GPU=0 ; hostname=gpu-1",
+            "CUDNN failure 9: CUDNN_STATUS_NOT_SUPPORTED ; GPU=0",
+            "CUDA failure : no digits",
+            "TensorRT EP execution context enqueue failed.",
+            "Got invalid dimensions for input: x",
+        ] {
+            assert!(
+                matches!(
+                    EngineError::from_gpu_runtime(other),
+                    EngineError::Inference(_)
+                ),
+                "{other}"
+            );
+        }
+        assert!(is_sticky_cuda_error(719) && is_sticky_cuda_error(999));
+        assert!(!is_sticky_cuda_error(2));
+    }
 }

@@ -1,6 +1,6 @@
 //! Quantises an ONNX ResNet50 to QDQ int8 on synthetic calibration images and reports its
 //! agreement with the float model: `cargo run --release -p models --example quantize -- IN OUT
-//! [METHOD] [CALIBRATION_IMAGES]`. The server's `check-quantisation` is the full report.
+//! [METHOD] [CALIBRATION_IMAGES]` (`QUANTIZE_TARGET=tensorrt` for TensorRT's form). The server's `check-quantisation` is the full report.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
@@ -15,7 +15,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let calibration = models::varied_images(7, count);
     let t = std::time::Instant::now();
     let scratch = std::env::temp_dir().join("quantize-example.onnx");
-    let int8 = models::quantize::quantize(&fp32, &calibration, method, 2, &scratch)?;
+    let target = match std::env::var("QUANTIZE_TARGET").as_deref() {
+        Ok("tensorrt") => models::quantize::Target::TensorRt,
+        _ => models::quantize::Target::OnnxRuntimeCpu,
+    };
+    let int8 = models::quantize::quantize(&fp32, &calibration, method, 2, &scratch, target)?;
     println!(
         "quantised with {method} on {count} images in {:.1} s",
         t.elapsed().as_secs_f64()

@@ -204,8 +204,9 @@ async fn requests_admitted_together_share_one_batch_and_a_lone_one_does_not_wait
 }
 
 /// The GPU engines' ONNX Runtime path (`engine::OnnxBackend`: the shared session builder, I/O
-/// binding, host buffers), run here through the CPU provider, gives the CPU engine's logits
-/// exactly, for batches of 1, 3 and 8 and for both input kinds.
+/// binding, the host and "device" tensors per batch size and the copies between them), run here
+/// through the CPU provider, gives the CPU engine's logits exactly, for batches of 1, 3 and 8
+/// and for both input kinds, in the cuDNN engine's stages.
 #[test]
 fn the_io_binding_backend_on_the_cpu_provider_equals_the_cpu_engine() {
     let path = builtin_model();
@@ -224,7 +225,7 @@ fn the_io_binding_backend_on_the_cpu_provider_equals_the_cpu_engine() {
         assert!(got == want, "batch of {n}: the logits differ");
         assert_eq!(
             t.iter().map(|s| s.stage).collect::<Vec<_>>(),
-            ["normalize", "compute"]
+            ["normalize", "h2d", "compute", "d2h"]
         );
     }
     // A tensor input (KServe's FP32 model) through the same binding.

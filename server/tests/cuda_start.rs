@@ -105,6 +105,26 @@ fn onnx_runtime_gpu_engines_without_their_libraries_fail_at_start_naming_them() 
             "{engine}: it must not serve: {stderr}"
         );
     }
+    // int8 is TensorRT's (or the CPU's): asked of another GPU engine, refused naming the
+    // variable; asked of TensorRT without its libraries, refused naming them before any
+    // minutes are spent quantising.
+    let (status, stderr) = start_on_cuda(&[
+        ("GPU_ENGINE", "onnxruntime-cuda"),
+        ("MODEL_PRECISION", "int8"),
+    ]);
+    assert!(
+        !status.success() && stderr.contains("MODEL_PRECISION"),
+        "{stderr}"
+    );
+    let started = Instant::now();
+    let (status, stderr) =
+        start_on_cuda(&[("GPU_ENGINE", "tensorrt"), ("MODEL_PRECISION", "int8")]);
+    assert!(
+        !status.success() && stderr.contains("libnvinfer.so.10"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("quantised"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(60), "{stderr}");
     let (status, stderr) = start_on_cuda(&[("GPU_ENGINE", "tensorflow")]);
     assert!(
         !status.success() && stderr.contains("GPU_ENGINE"),

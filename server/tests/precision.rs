@@ -85,3 +85,60 @@ async fn a_model_below_the_agreement_threshold_or_without_calibration_images_is_
     assert!(e.contains("at least 16"), "{e}");
     std::fs::remove_dir_all(empty).unwrap();
 }
+
+/// `GPU_ENGINE=tensorrt`'s int8 model: the same calibration in TensorRT's form (every Q/DQ pair
+/// symmetric int8 with zero point 0, weights per channel in ±127, biases left float), and it
+/// still agrees with fp32 when ONNX Runtime's CPU provider runs it as simulated quantisation.
+/// (TensorRT itself runs it only on a GPU: docs/GPU.md.)
+#[test]
+fn the_tensorrt_int8_model_is_symmetric_with_float_biases_and_agrees_with_fp32() {
+    use models::onnx::ModelProto;
+    use models::quantize::{self, Method, Target};
+    use prost::Message;
+    let dylib = std::env::var("ORT_DYLIB_PATH").unwrap();
+    engine::init_onnx_runtime(dylib.as_ref()).unwrap();
+    let fp32: std::sync::Arc<[u8]> = std::fs::read(common::builtin_model_path()).unwrap().into();
+    let calibration = models::varied_images(7, 32);
+    let scratch = std::env::temp_dir().join(format!("trt-int8-{}.onnx", std::process::id()));
+    let method = Method::Percentile(99.999);
+    let int8 = quantize::quantize(&fp32, &calibration, method, 2, &scratch, Target::TensorRt);
+    let int8 = int8.unwrap();
+    let model = ModelProto::decode(&int8[..]).unwrap();
+    let graph = model.graph.as_ref().unwrap();
+    let inits: std::collections::HashMap<&str, _> = graph
+        .initializer
+        .iter()
+        .map(|t| (t.name.as_str(), t))
+        .collect();
+    let (mut pairs, mut biases) = (0, 0);
+    for n in &graph.node {
+        match n.op_type.as_str() {
+            "QuantizeLinear" | "DequantizeLinear" => {
+                let zp = inits[n.input[2].as_str()];
+                assert_eq!(zp.data_type, 3, "{}: zero point not int8", n.name);
+                assert!(
+                    zp.raw_data.iter().all(|&b| b == 0),
+                    "{}: zero point",
+                    n.name
+                );
+                pairs += 1;
+            }
+            "Conv" if n.input.len() > 2 => {
+                let bias = inits[n.input[2].as_str()];
+                assert_eq!(bias.data_type, models::onnx::DT_FLOAT, "{}: bias", n.name);
+                biases += 1;
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        pairs > 100 && biases == 53,
+        "{pairs} Q/DQ nodes, {biases} biases"
+    );
+    let varied = models::varied_images(1234, 64);
+    let a = quantize::check::agreement(fp32, int8.into(), &varied, 2).unwrap();
+    eprintln!("TensorRT-form int8 on the CPU provider: {a:?}");
+    // 59 of 64 here (the CPU's own int8 form: about the same); varied inputs are harder than
+    // the calibration set that INT8_MIN_AGREEMENT's 90% is measured on.
+    assert!(a.top1() >= 0.85, "top-1 agreement {:.3}", a.top1());
+}

@@ -19,7 +19,7 @@ use prost::Message;
 use crate::onnx::{ModelProto, TypeProto, TypeProtoTensor, ValueInfoProto, DT_FLOAT};
 use crate::ModelError;
 
-pub use qdq::{activations, u8_params};
+pub use qdq::{activations, i8_scale, u8_params};
 
 /// Changes whenever the rewrite or the calibration does (part of a cached result's key).
 pub const QUANTIZER_VERSION: u32 = 3;
@@ -44,6 +44,28 @@ pub fn weight_max() -> i8 {
     #[cfg(not(target_arch = "x86_64"))]
     {
         127
+    }
+}
+
+/// Which integer kernels the QDQ model is shaped for. The calibration is the same for both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// ONNX Runtime's CPU integer kernels: uint8 activations with zero points, int8 weights at
+    /// ±[`weight_max`], int32 biases (ONNX Runtime fuses each pattern into QLinearConv).
+    OnnxRuntimeCpu,
+    /// TensorRT's explicit quantisation: symmetric int8 activations and weights (±127, zero
+    /// points 0, the only kind TensorRT accepts) and float biases, which TensorRT folds into its
+    /// int8 convolutions itself.
+    TensorRt,
+}
+
+impl Target {
+    /// The largest int8 weight magnitude: this CPU's ([`weight_max`]) or TensorRT's 127.
+    fn weight_max(self) -> i8 {
+        match self {
+            Target::OnnxRuntimeCpu => weight_max(),
+            Target::TensorRt => 127,
+        }
     }
 }
 
@@ -86,14 +108,16 @@ impl std::fmt::Display for Method {
     }
 }
 
-/// The QDQ int8 model of float model `fp32`, its activations calibrated on `images` (u8 HWC
-/// 224×224×3, preprocessed as served). `scratch` is a file path ONNX Runtime writes through.
+/// The QDQ int8 model of float model `fp32` for `target`, its activations calibrated on
+/// `images` (u8 HWC 224×224×3, preprocessed as served). `scratch` is a file path ONNX Runtime
+/// writes through.
 pub fn quantize(
     fp32: &[u8],
     images: &[Vec<u8>],
     method: Method,
     threads: usize,
     scratch: &Path,
+    target: Target,
 ) -> Result<Vec<u8>, ModelError> {
     if images.is_empty() {
         return Err(ModelError::Invalid("no calibration images".into()));
@@ -107,7 +131,7 @@ pub fn quantize(
         .ok_or_else(|| ModelError::Invalid("the model has no graph".into()))?;
     let targets = activations(graph);
     let ranges = calibrate(&model, &targets, images, method, threads)?;
-    Ok(qdq::rewrite(model, &ranges, weight_max())?.encode_to_vec())
+    Ok(qdq::rewrite(model, &ranges, target)?.encode_to_vec())
 }
 
 /// The range of each of `targets` over `images`, by `method`.
@@ -242,5 +266,9 @@ mod tests {
         let (s, z) = u8_params(-1.0, 3.0);
         assert!((s - 4.0 / 255.0).abs() < 1e-7 && z == 64);
         assert_eq!(u8_params(0.0, 0.0), (1.0, 0));
+        // TensorRT's: symmetric about 0, whichever side is wider.
+        assert_eq!(i8_scale(-1.27, 0.5), 0.01);
+        assert_eq!(i8_scale(0.0, 2.54), 0.02);
+        assert_eq!(i8_scale(0.0, 0.0), 1.0);
     }
 }

@@ -3,18 +3,22 @@
 //! `QuantizeLinear` → `DequantizeLinear` pairs that ONNX Runtime fuses into integer kernels
 //! (QLinearConv, QLinearAdd).
 //!
-//! - Activations: asymmetric uint8 per tensor (`scale = (hi − lo) / 255`, the range widened to
-//!   hold 0). A ReLU output has `lo = 0`, so its zero point is 0 and ONNX Runtime drops the ReLU
-//!   into the convolution before it.
+//! - Activations, for ONNX Runtime's CPU kernels ([`Target::OnnxRuntimeCpu`]): asymmetric uint8
+//!   per tensor (`scale = (hi − lo) / 255`, the range widened to hold 0). A ReLU output has
+//!   `lo = 0`, so its zero point is 0 and ONNX Runtime drops the ReLU into the convolution
+//!   before it. For TensorRT ([`Target::TensorRt`]): symmetric int8, `scale = max(|lo|, |hi|) /
+//!   127`, zero point 0.
 //! - Weights: symmetric int8 per output channel, for convolutions: ±127, or ±63 on CPUs without
 //!   VNNI ([`super::weight_max`]).
-//! - Biases: int32 at `scale_x × scale_w`, zero point 0, as the fused kernels take them.
+//! - Biases: for the CPU, int32 at `scale_x × scale_w`, zero point 0, as the fused kernels take
+//!   them; for TensorRT they stay float.
 //! - The classifier (`Gemm`) stays fp32: it is 0.05% of ResNet50's multiply-adds, and its
 //!   rounding lands on the logits directly (per tensor, it cost the built-in model about one
 //!   point of top-1 agreement on 1000 varied inputs, docs/QUANTISATION.md).
 
 use std::collections::{HashMap, HashSet};
 
+use super::Target;
 use crate::network::floats;
 use crate::onnx::{AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto, DT_FLOAT};
 use crate::ModelError;
@@ -82,6 +86,16 @@ pub fn u8_params(lo: f32, hi: f32) -> (f32, u8) {
     (scale, zp)
 }
 
+/// The scale of the symmetric int8 range (zero point 0) holding `[lo, hi]`: TensorRT's.
+pub fn i8_scale(lo: f32, hi: f32) -> f32 {
+    let m = lo.abs().max(hi.abs());
+    if m > 0.0 {
+        m / 127.0
+    } else {
+        1.0
+    }
+}
+
 /// Symmetric int8 scales of `w` (one per row of `channels` rows) and the quantised values, in
 /// ±`max` ([`super::weight_max`]).
 fn quantize_weights(w: &[f32], channels: usize, max: i8) -> (Vec<f32>, Vec<u8>) {
@@ -103,7 +117,7 @@ fn quantize_weights(w: &[f32], channels: usize, max: i8) -> (Vec<f32>, Vec<u8>) 
 struct Rewrite<'a> {
     inits: HashMap<String, TensorProto>,
     ranges: &'a HashMap<String, (f32, f32)>,
-    weight_max: i8,
+    target: Target,
     new_inits: Vec<TensorProto>,
     head: Vec<NodeProto>,
 }
@@ -117,11 +131,23 @@ impl Rewrite<'_> {
 
     /// The activation scale of `x` (it must be calibrated).
     fn act_scale(&self, x: &str) -> Result<f32, ModelError> {
-        let (lo, hi) = self
+        Ok(self.act_params(x)?.0)
+    }
+
+    /// The scale, zero point and type of activation `x`'s quantised form (it must be
+    /// calibrated).
+    fn act_params(&self, x: &str) -> Result<(f32, u8, i32), ModelError> {
+        let &(lo, hi) = self
             .ranges
             .get(x)
             .ok_or_else(|| ModelError::Invalid(format!("{x} was not calibrated")))?;
-        Ok(u8_params(*lo, *hi).0)
+        Ok(match self.target {
+            Target::OnnxRuntimeCpu => {
+                let (scale, zp) = u8_params(lo, hi);
+                (scale, zp, DT_UINT8)
+            }
+            Target::TensorRt => (i8_scale(lo, hi), 0, DT_INT8),
+        })
     }
 
     /// Quantises the weight and bias of a Conv in place, per output channel.
@@ -129,7 +155,7 @@ impl Rewrite<'_> {
         let w = self.init(&n.input[1])?.clone();
         let values = floats(&w)?;
         let channels = w.dims.first().map_or(1, |&c| c.max(1) as usize);
-        let (scales, q) = quantize_weights(&values, channels, self.weight_max);
+        let (scales, q) = quantize_weights(&values, channels, self.target.weight_max());
         let axis = Some(0);
         let scale_dims: &[i64] = &[channels as i64];
         let wn = &w.name;
@@ -155,7 +181,8 @@ impl Rewrite<'_> {
             axis,
         ));
         n.input[1] = format!("{wn}_dq");
-        if let Some(bias) = n.input.get(2).filter(|b| !b.is_empty()).cloned() {
+        let bias = n.input.get(2).filter(|b| !b.is_empty()).cloned();
+        if let (Some(bias), Target::OnnxRuntimeCpu) = (bias, self.target) {
             let sx = self.act_scale(&n.input[0])?;
             n.input[2] = self.bias(&bias, sx, &scales)?;
         }
@@ -198,11 +225,7 @@ impl Rewrite<'_> {
 
     /// The Q → DQ pair of activation `t`, whose output replaces `t` for its consumers.
     fn pair(&mut self, t: &str) -> Result<[NodeProto; 2], ModelError> {
-        let (lo, hi) = self
-            .ranges
-            .get(t)
-            .ok_or_else(|| ModelError::Invalid(format!("{t} was not calibrated")))?;
-        let (scale, zp) = u8_params(*lo, *hi);
+        let (scale, zp, zp_type) = self.act_params(t)?;
         let (s, z, q) = (format!("{t}_scale"), format!("{t}_zp"), format!("{t}_q"));
         self.new_inits.push(tensor(
             s.clone(),
@@ -211,7 +234,7 @@ impl Rewrite<'_> {
             scale.to_le_bytes().to_vec(),
         ));
         self.new_inits
-            .push(tensor(z.clone(), DT_UINT8, &[], vec![zp]));
+            .push(tensor(z.clone(), zp_type, &[], vec![zp]));
         Ok([
             node("QuantizeLinear", [t, &s, &z], q.clone(), None),
             node("DequantizeLinear", [&q, &s, &z], format!("{t}_dq"), None),
@@ -220,11 +243,11 @@ impl Rewrite<'_> {
 }
 
 /// `model` with QDQ pairs on every tensor of [`activations`] (ranges from `ranges`) and its
-/// convolution weights quantised to ±`weight_max`.
+/// convolution weights quantised, in `target`'s form.
 pub fn rewrite(
     mut model: ModelProto,
     ranges: &HashMap<String, (f32, f32)>,
-    weight_max: i8,
+    target: Target,
 ) -> Result<ModelProto, ModelError> {
     let graph = model
         .graph
@@ -239,7 +262,7 @@ pub fn rewrite(
             .map(|t| (t.name.clone(), t.clone()))
             .collect(),
         ranges,
-        weight_max,
+        target,
         new_inits: Vec::new(),
         head: Vec::new(),
     };

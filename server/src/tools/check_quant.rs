@@ -24,6 +24,10 @@ pub struct Args {
     /// Varied synthetic inputs to compare on (a seed apart from the calibration set's).
     #[arg(long, default_value_t = 1000)]
     varied: usize,
+    /// Shape the int8 model for TensorRT (symmetric int8, float biases), run here as simulated
+    /// quantisation on ONNX Runtime's CPU provider, instead of for ONNX Runtime's CPU kernels.
+    #[arg(long)]
+    tensorrt: bool,
     /// Write each int8 model here, as `int8-METHOD.onnx`.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -70,14 +74,25 @@ pub fn run(config: &Config, args: &Args) -> anyhow::Result<()> {
     println!("| method | set | images | top-1 agreement | mean abs logit error | max abs | mean logit spread |");
     println!("|---|---|---|---|---|---|---|");
     let fp32 = model.bytes.clone();
+    let target = match args.tensorrt {
+        true => quantize::Target::TensorRt,
+        false => quantize::Target::OnnxRuntimeCpu,
+    };
     let want: Vec<Vec<f32>> = sets
         .iter()
         .map(|(_, imgs)| check::logits(fp32.clone(), imgs, mc.engine_threads))
         .collect::<Result<_, _>>()?;
     for method in methods {
         let scratch = std::env::temp_dir().join("check-quantisation.onnx");
-        let int8: Arc<[u8]> =
-            quantize::quantize(&fp32, &calibration, method, mc.engine_threads, &scratch)?.into();
+        let int8: Arc<[u8]> = quantize::quantize(
+            &fp32,
+            &calibration,
+            method,
+            mc.engine_threads,
+            &scratch,
+            target,
+        )?
+        .into();
         if let Some(dir) = &args.out {
             std::fs::create_dir_all(dir)?;
             std::fs::write(

@@ -30,10 +30,7 @@ use super::layout::{PoolGeom, Region};
 use super::model::ConvLayer;
 use super::tune::TuneCache;
 
-/// Driver errors after which the context cannot be used again (CUDA's "sticky" errors).
-fn is_sticky(code: u32) -> bool {
-    matches!(code, 214 | 220 | 700 | 702 | 709 | 710 | 714..=719 | 999)
-}
+use crate::error::is_sticky_cuda_error as is_sticky;
 
 fn from_driver(what: &str, e: DriverError) -> GpuError {
     let code = e.0 as u32;

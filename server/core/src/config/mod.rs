@@ -363,6 +363,7 @@ fn model_config<F: Fn(&str) -> Option<String>>(
             Err("use letters, digits, '-', '_' or '.', at most 64".into())
         }
     })?;
+    let gpu_engine = gpu::gpu_engine(env)?;
     Ok(ModelConfig {
         name,
         path: env.get("MODEL_PATH").map(PathBuf::from),
@@ -371,7 +372,7 @@ fn model_config<F: Fn(&str) -> Option<String>>(
             .map_or_else(|| PathBuf::from(".cache/models"), PathBuf::from),
         seed: env.number("MODEL_SEED", models::DEFAULT_SEED, 0)?,
         device,
-        gpu_engine: gpu::gpu_engine(env)?,
+        gpu_engine,
         warmup: env.flag("MODEL_WARMUP", true)?,
         ort_dylib: env.get("ORT_DYLIB_PATH").map_or_else(
             || PathBuf::from(".cache/onnxruntime/libonnxruntime.so"),
@@ -381,7 +382,7 @@ fn model_config<F: Fn(&str) -> Option<String>>(
         decode_threads: env.number("DECODE_THREADS", cores, 1)?,
         engine_spin: env.flag("ENGINE_SPIN", true)?,
         reload: env.flag("RELOAD", false)?,
-        precision: precision::precision_config(env, device)?,
+        precision: precision::precision_config(env, device, gpu_engine)?,
     })
 }
 

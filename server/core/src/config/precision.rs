@@ -2,16 +2,17 @@
 
 use std::path::PathBuf;
 
-use models::quantize::Method;
+use models::quantize::{Method, Target};
 
-use super::{ConfigError, Device, Env};
+use super::{ConfigError, Device, Env, GpuEngine};
 
-/// The arithmetic the CPU engine serves with.
+/// The arithmetic the engine serves with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Precision {
     /// The model as loaded.
     Fp32,
-    /// The model quantised to QDQ int8 at load (ONNX Runtime's integer kernels).
+    /// The model quantised to QDQ int8 at load: for ONNX Runtime's integer kernels on the CPU,
+    /// for TensorRT's explicit quantisation with `GPU_ENGINE=tensorrt`.
     Int8,
 }
 
@@ -30,6 +31,9 @@ impl Precision {
 pub struct PrecisionConfig {
     /// `MODEL_PRECISION`.
     pub precision: Precision,
+    /// Whose integer kernels the QDQ model is shaped for: the CPU's, or TensorRT's on
+    /// `MODEL_DEVICE=cuda` with `GPU_ENGINE=tensorrt`.
+    pub target: Target,
     /// `CALIBRATION_DIR`: images (any served format) that calibrate the activations; required
     /// for a user's model, added to the synthetic set for the built-in one.
     pub calibration_dir: Option<PathBuf>,
@@ -43,14 +47,21 @@ pub struct PrecisionConfig {
 pub(super) fn precision_config<F: Fn(&str) -> Option<String>>(
     env: &Env<F>,
     device: Device,
+    engine: GpuEngine,
 ) -> Result<PrecisionConfig, ConfigError> {
+    let target = match (device, engine) {
+        (Device::Cuda(_), GpuEngine::TensorRt) => Some(Target::TensorRt),
+        (Device::Cuda(_), _) => None,
+        (Device::Cpu, _) => Some(Target::OnnxRuntimeCpu),
+    };
     let precision = env.parse("MODEL_PRECISION", Precision::Fp32, |s| {
-        match (s.to_ascii_lowercase().as_str(), device) {
+        match (s.to_ascii_lowercase().as_str(), target) {
             ("fp32", _) => Ok(Precision::Fp32),
-            ("int8", Device::Cpu) => Ok(Precision::Int8),
-            ("int8", Device::Cuda(_)) => Err(
-                "int8 is the CPU engine's; the GPU engine serves fp16 (MODEL_DEVICE=cpu)".into(),
-            ),
+            ("int8", Some(_)) => Ok(Precision::Int8),
+            ("int8", None) => Err(format!(
+                "int8 runs on the CPU engine or on GPU_ENGINE=tensorrt; GPU_ENGINE={} serves fp16",
+                engine.name()
+            )),
             _ => Err("expected fp32 or int8".into()),
         }
     })?;
@@ -64,6 +75,7 @@ pub(super) fn precision_config<F: Fn(&str) -> Option<String>>(
     })?;
     Ok(PrecisionConfig {
         precision,
+        target: target.unwrap_or(Target::OnnxRuntimeCpu),
         calibration_dir: env.get("CALIBRATION_DIR").map(PathBuf::from),
         method,
         min_agreement,

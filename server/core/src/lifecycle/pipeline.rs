@@ -183,6 +183,8 @@ fn onnx_gpu(
         GpuEngine::TensorRt => engine::Provider::TensorRt(engine::TensorRtOptions {
             device,
             fp16: true,
+            // Our QDQ model (quantised for TensorRT at load): TensorRT's explicit quantisation.
+            int8: mc.precision.precision == crate::config::Precision::Int8,
             cache_dir: mc.cache_dir.join("tensorrt"),
             // Engines are valid for this model file on this GPU ordinal; TensorRT itself
             // refuses a cached engine from another GPU model or TensorRT version.
@@ -195,7 +197,6 @@ fn onnx_gpu(
         }),
         _ => engine::Provider::Cuda { device },
     };
-    engine::probe_providers(&provider, &mc.ort_dylib)?;
     if let engine::Provider::TensorRt(t) = &provider {
         let _ = std::fs::create_dir_all(&t.cache_dir);
         tracing::info!(cache = %t.cache_dir.display(), "TensorRT builds its engines now (minutes on the first start; cached after)");
@@ -216,9 +217,28 @@ pub fn build(parts: &Parts) -> Result<(Pipeline, JoinHandle<()>), LoadError> {
     tracing::dispatcher::with_default(&parts.dispatch, || build_pipeline(parts))
 }
 
+/// Checks, before the model is loaded or quantised, that every library an ONNX Runtime GPU
+/// engine needs is there; the error names each one missing.
+fn preflight(mc: &ModelConfig) -> Result<(), LoadError> {
+    #[cfg(feature = "cuda")]
+    if let Device::Cuda(ordinal) = mc.device {
+        let _ = ordinal;
+        let tensorrt = match mc.gpu_engine {
+            crate::config::GpuEngine::Cudnn => return Ok(()),
+            crate::config::GpuEngine::OnnxRuntimeCuda => false,
+            crate::config::GpuEngine::TensorRt => true,
+        };
+        engine::probe_providers(tensorrt, &mc.ort_dylib)?;
+    }
+    #[cfg(not(feature = "cuda"))]
+    let _ = mc;
+    Ok(())
+}
+
 fn build_pipeline(parts: &Parts) -> Result<(Pipeline, JoinHandle<()>), LoadError> {
     let started = Instant::now();
     let mc = &parts.config.model;
+    preflight(mc)?;
     let mut model = load_model(mc, mc.path.as_deref())?;
     // The file's version, whatever precision its lanes run at.
     let version = super::version_of(&model.bytes);

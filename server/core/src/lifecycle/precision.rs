@@ -61,7 +61,8 @@ pub fn engine_bytes(
         return Ok(fp32.clone());
     }
     let images = calibration_images(config, builtin)?;
-    let key = cache_key(fp32, &images, &config.precision.method.to_string());
+    let target = config.precision.target;
+    let key = cache_key(fp32, &images, &config.precision.method.to_string(), target);
     let path = config.cache_dir.join(format!("int8-{key}.onnx"));
     let min = config.precision.min_agreement;
     if let Some((bytes, agreement)) = cached(&path) {
@@ -76,11 +77,13 @@ pub fn engine_bytes(
         .cache_dir
         .join(format!("int8-{key}.{}.scratch.onnx", unique()));
     let method = config.precision.method;
-    let int8: Arc<[u8]> = quantize::quantize(fp32, &images, method, threads, &scratch)?.into();
+    let int8: Arc<[u8]> =
+        quantize::quantize(fp32, &images, method, threads, &scratch, target)?.into();
     let a = check::agreement(fp32.clone(), int8.clone(), &images, threads)?;
     tracing::info!(
         images = images.len(),
         method = %method,
+        target = ?target,
         top1_agreement = a.top1(),
         mean_abs_error = a.mean_abs_error,
         elapsed_s = started.elapsed().as_secs_f64(),
@@ -148,8 +151,8 @@ pub fn read_dir_images(dir: &Path) -> Result<Vec<Vec<u8>>, PrecisionError> {
 }
 
 /// 16 hex digits of SHA-256 over the model, the images, the method, the quantiser version and
-/// this CPU's weight range.
-fn cache_key(model: &[u8], images: &[Vec<u8>], method: &str) -> String {
+/// this CPU's weight range, and TensorRT's target where it is the one.
+fn cache_key(model: &[u8], images: &[Vec<u8>], method: &str, target: quantize::Target) -> String {
     let mut h = Sha256::new();
     h.update(model);
     for img in images {
@@ -158,6 +161,9 @@ fn cache_key(model: &[u8], images: &[Vec<u8>], method: &str) -> String {
     h.update(method.as_bytes());
     h.update(quantize::QUANTIZER_VERSION.to_le_bytes());
     h.update(quantize::weight_max().to_le_bytes());
+    if target == quantize::Target::TensorRt {
+        h.update(b"tensorrt");
+    }
     super::version::hex(&h.finalize()[..8])
 }
 
@@ -204,12 +210,16 @@ mod tests {
     #[test]
     fn the_cache_key_covers_model_images_and_method() {
         let images = vec![vec![1u8; 4], vec![2u8; 4]];
-        let k = cache_key(b"model", &images, "minmax");
-        assert_eq!(k.len(), 16);
-        assert_ne!(k, cache_key(b"model2", &images, "minmax"));
-        assert_ne!(k, cache_key(b"model", &images[..1], "minmax"));
-        assert_ne!(k, cache_key(b"model", &images, "percentile:99.99"));
-        assert_eq!(k, cache_key(b"model", &images, "minmax"));
+        let cpu = quantize::Target::OnnxRuntimeCpu;
+        let k = cache_key(b"model", &images, "minmax", cpu);
+        assert_ne!(k, cache_key(b"model2", &images, "minmax", cpu));
+        assert_ne!(k, cache_key(b"model", &images[..1], "minmax", cpu));
+        assert_ne!(k, cache_key(b"model", &images, "percentile:99.99", cpu));
+        assert_ne!(
+            k,
+            cache_key(b"model", &images, "minmax", quantize::Target::TensorRt)
+        );
+        assert_eq!(k, cache_key(b"model", &images, "minmax", cpu));
     }
 
     #[test]
