@@ -194,15 +194,3 @@ fn draft_equals_pillows_draft_byte_for_byte() {
         "differ from Pillow's draft: {failures:?}"
     );
 }
-
-/// TIFFs Pillow opens that we refuse with 415 (a known gap, README "Where we differ from
-/// Pillow"): palette colour, which the `tiff` crate does not decode.
-#[test]
-fn a_palette_tiff_is_refused_as_unsupported() {
-    let path = common::repo().join("server/tests/data/tiff-unsupported/palette-lzw.tif");
-    let err = gateway::imaging::decode_rgb(&std::fs::read(path).unwrap(), 40_000_000).unwrap_err();
-    assert!(
-        matches!(&err, gateway::imaging::DecodeError::Unsupported(m) if m.contains("Palette")),
-        "{err:?}"
-    );
-}
