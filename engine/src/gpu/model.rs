@@ -6,6 +6,8 @@
 //! `w`, `z`, `bias` and `y` share the type, fp32 accumulation); the global average pool writes
 //! fp32 and the classifier is fp32 throughout, since the logits need more than fp16 keeps.
 
+use std::collections::HashMap;
+
 use half::f16;
 
 use super::fold::fuse;
@@ -13,7 +15,9 @@ use super::layout::{Arena, ConvGeom, PoolGeom, Region};
 use super::network::{Network, Op};
 use super::plan::{plan, Plan};
 
-/// A fused convolution step: `act(conv(x, w) + bias + z)`.
+/// A fused convolution step: `act(conv(x, w) + bias + z)`; or, without a bias, a plain
+/// convolution `conv(x, w)` (a projection shortcut, whose bias the convolution that adds it
+/// carries: [`plain_shortcuts`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ConvLayer {
     /// The layer's name (messages, tuning).
@@ -22,8 +26,9 @@ pub struct ConvLayer {
     pub geom: ConvGeom,
     /// fp16 KRSC filters.
     pub weight: Region,
-    /// fp16 bias, one per output channel.
-    pub bias: Region,
+    /// fp16 bias, one per output channel; `None` for a plain convolution (no bias, activation
+    /// or shortcut: cuDNN's `cudnnConvolutionForward`).
+    pub bias: Option<Region>,
     /// ReLU at the end (else identity).
     pub relu: bool,
     /// Adds a shortcut (`z`) before the activation.
@@ -81,7 +86,10 @@ impl PreparedModel {
         check_head(net)?;
         let mut arena = Arena::default();
         let mut layers = Vec::with_capacity(net.ops.len());
-        for op in &net.ops {
+        let shortcuts = plain_shortcuts(net);
+        // Biases of plain shortcuts, waiting for the convolution that adds them.
+        let mut moved: HashMap<usize, Vec<f32>> = HashMap::new();
+        for (i, op) in net.ops.iter().enumerate() {
             let x = plan.shapes[input_of(op)];
             layers.push(match op {
                 Op::Conv(conv) => {
@@ -93,7 +101,20 @@ impl PreparedModel {
                         ));
                     }
                     let weight = arena.push_f16(fused.weight.iter().copied());
-                    let bias = arena.push_f16(fused.bias.iter().map(|&b| f16::from_f32(b)));
+                    let bias = match shortcuts.get(&i) {
+                        Some(&adder) => {
+                            moved.insert(adder, fused.bias);
+                            None
+                        }
+                        None => {
+                            let extra = moved.remove(&i);
+                            let sum = fused.bias.iter().enumerate().map(|(k, &b)| {
+                                // Summed in fp32, rounded to fp16 once.
+                                f16::from_f32(b + extra.as_ref().map_or(0.0, |e| e[k]))
+                            });
+                            Some(arena.push_f16(sum))
+                        }
+                    };
                     Layer::Conv(ConvLayer {
                         name: conv.name.clone(),
                         geom: ConvGeom {
@@ -160,6 +181,41 @@ impl PreparedModel {
     pub fn slot_bytes(&self, i: usize, n: usize) -> usize {
         self.plan.slots[i] * 2 * n
     }
+}
+
+/// ResNet's projection shortcuts: each convolution without activation or shortcut whose output
+/// is read only as one other convolution's shortcut, mapped to that convolution. They run as
+/// plain convolutions and the adding convolution takes their bias: `relu(conv3(x) + b3 +
+/// (ds(x') + b_ds))` is `relu(conv3(x) + (b3 + b_ds) + ds(x'))`. (cuDNN's fused call allows
+/// only its slowest algorithm, IMPLICIT_PRECOMP_GEMM, with an identity activation, and may
+/// refuse even that for NHWC half at stride 2.)
+pub fn plain_shortcuts(net: &Network) -> HashMap<usize, usize> {
+    let mut readers: HashMap<usize, Vec<usize>> = HashMap::new();
+    for (j, op) in net.ops.iter().enumerate() {
+        for v in op.inputs() {
+            readers.entry(v).or_default().push(j);
+        }
+    }
+    net.ops
+        .iter()
+        .enumerate()
+        .filter_map(|(i, op)| {
+            let Op::Conv(c) = op else { return None };
+            if c.relu || c.residual.is_some() {
+                return None;
+            }
+            let v = i + 1;
+            match readers.get(&v).map(Vec::as_slice) {
+                Some(&[j]) => match &net.ops[j] {
+                    Op::Conv(adder) if adder.residual == Some(v) && adder.input != v => {
+                        Some((i, j))
+                    }
+                    _ => None,
+                },
+                _ => None,
+            }
+        })
+        .collect()
 }
 
 /// The value an operation reads first.

@@ -279,6 +279,49 @@ fn the_twin_runs_the_plan_with_fp16_error_only() {
     assert!(err.to_string().contains("largest bucket"), "{err}");
 }
 
+/// ResNet's projection shortcut runs as a plain convolution (no bias: never cuDNN's fused call
+/// with an identity activation), and the convolution that adds it carries both biases, summed
+/// in fp32 and rounded to fp16 once. (The twin's answers with it: the test above.)
+#[test]
+fn the_projection_shortcut_is_a_plain_convolution_whose_bias_the_adder_carries() {
+    use super::fold::fuse;
+    use super::model::{plain_shortcuts, Layer};
+    use half::f16;
+    let net = tiny();
+    assert_eq!(plain_shortcuts(&net), [(4, 5)].into());
+    let model = PreparedModel::build(&net).unwrap();
+    let layer = |i: usize| match &model.layers[i] {
+        Layer::Conv(c) => c.clone(),
+        other => panic!("step {i} is {other:?}"),
+    };
+    assert_eq!(layer(4).bias, None, "the shortcut has no bias");
+    assert!([0, 2, 3, 5].iter().all(|&i| layer(i).bias.is_some()));
+    let fused = |i: usize| match &net.ops[i] {
+        Op::Conv(c) => fuse(c).bias,
+        _ => unreachable!(),
+    };
+    let want: Vec<f16> = fused(5)
+        .iter()
+        .zip(fused(4))
+        .map(|(a, b)| f16::from_f32(a + b))
+        .collect();
+    let r = layer(5).bias.unwrap();
+    let got: Vec<f16> = model.arena[r.offset..r.offset + r.bytes]
+        .chunks_exact(2)
+        .map(|b| f16::from_le_bytes([b[0], b[1]]))
+        .collect();
+    assert_eq!(got, want);
+    // With an activation, or read by anything else, it stays a fused convolution of its own.
+    let mut relu = tiny();
+    if let Op::Conv(c) = &mut relu.ops[4] {
+        c.relu = true;
+    }
+    assert!(plain_shortcuts(&relu).is_empty());
+    let mut shared = tiny();
+    shared.ops[6] = Op::GlobalAvgPool { input: 5 };
+    assert!(plain_shortcuts(&shared).is_empty());
+}
+
 #[test]
 fn networks_the_engine_cannot_run_are_refused() {
     let mut net = tiny();

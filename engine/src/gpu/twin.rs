@@ -231,7 +231,11 @@ impl DeviceOps for CpuTwin {
             g.k * kd,
             &layer.name,
         )?;
-        let bias = read_f16(region(&arena, layer.bias, &layer.name)?, g.k, &layer.name)?;
+        // A plain convolution (a projection shortcut) has no bias: the adding one carries it.
+        let bias = match layer.bias {
+            Some(b) => read_f16(region(&arena, b, &layer.name)?, g.k, &layer.name)?,
+            None => vec![0.0; g.k],
+        };
         let m = n * oh * ow;
         let direct = g.r == 1 && g.s == 1 && g.stride == 1 && g.pad == 0;
         let mut y = if direct {

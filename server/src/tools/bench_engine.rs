@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use engine::IMAGE_BYTES;
 
-use super::plan_check::PlanEngine;
+use super::plan_check::{LaunchArgs, PlanEngine};
 
 /// Arguments of `bench-engine`.
 #[derive(clap::Args, Debug)]
@@ -25,9 +25,9 @@ pub struct Args {
     /// Seconds per batch size (after two warm-up batches); at least three batches run.
     #[arg(long, default_value_t = 3.0)]
     seconds: f64,
-    /// Launch every step of every batch instead of replaying CUDA graphs.
-    #[arg(long)]
-    eager: bool,
+    /// How the CUDA plan launches (`--eager`, `--untimed`).
+    #[command(flatten)]
+    launch: LaunchArgs,
 }
 
 /// Runs the benchmark and prints one JSON line per batch size.
@@ -36,7 +36,7 @@ pub fn run(config: &gateway::Config, args: &Args) -> anyhow::Result<()> {
     let model = gateway::lifecycle::load_model(mc, args.model.as_deref())?;
     let prepared = Arc::new(models::prepare_for_gpu(&model.path)?);
     let max = args.batches.iter().copied().max().unwrap_or(1).max(1);
-    let mut plan = PlanEngine::build(&args.device, prepared, max, &mc.cache_dir, !args.eager)?;
+    let mut plan = PlanEngine::build(&args.device, prepared, max, &mc.cache_dir, args.launch)?;
     let images: Vec<u8> = models::varied_images(7, max.min(64))
         .concat()
         .repeat(max.div_ceil(64));
@@ -63,7 +63,8 @@ pub fn run(config: &gateway::Config, args: &Args) -> anyhow::Result<()> {
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         let line = serde_json::json!({
             "device": args.device,
-            "graphs": !args.eager,
+            "graphs": !args.launch.eager,
+            "timed_algorithms": !args.launch.untimed,
             "batch": n,
             "batches": runs,
             "images_per_s": f64::from(runs) * n as f64 / wall,
@@ -71,6 +72,9 @@ pub fn run(config: &gateway::Config, args: &Args) -> anyhow::Result<()> {
             "batch_ms_p99": ms(latencies[(latencies.len() * 99 / 100).min(latencies.len() - 1)]),
             "h2d_ms": ms(stages[0]) / f64::from(runs),
             "compute_ms": ms(stages[1]) / f64::from(runs),
+            // The GPU alone: the batches here come from pageable memory, not the pinned
+            // buffers the server copies from, so end to end understates the server's copies.
+            "compute_images_per_s": f64::from(runs) * n as f64 / stages[1].as_secs_f64(),
             "d2h_ms": ms(stages[2]) / f64::from(runs),
         });
         println!("{line}");

@@ -44,6 +44,27 @@ pub struct Args {
     /// engine; the twin then also runs, and the first batch is compared step by step).
     #[arg(long, default_value = "twin")]
     device: String,
+    /// How the CUDA plan launches (plan B of a first GPU run).
+    #[command(flatten)]
+    launch: LaunchArgs,
+}
+
+/// How the CUDA plan launches: `--eager` and `--untimed` are plan B of a first GPU run.
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub(crate) struct LaunchArgs {
+    /// Launch every step of every batch instead of replaying CUDA graphs.
+    #[arg(long)]
+    pub(crate) eager: bool,
+    /// Take IMPLICIT_PRECOMP_GEMM for every convolution without timing any algorithm.
+    #[arg(long)]
+    pub(crate) untimed: bool,
+}
+
+impl LaunchArgs {
+    /// `(graphs, tune)`, as `cuda_config` takes them.
+    fn flags(self) -> (bool, bool) {
+        (!self.eager, !self.untimed)
+    }
 }
 
 /// The GPU plan on the chosen device (one per process: the size difference of the variants
@@ -64,7 +85,7 @@ impl PlanEngine {
         model: Arc<PreparedModel>,
         max_batch: usize,
         cache_dir: &Path,
-        graphs: bool,
+        launch: LaunchArgs,
     ) -> anyhow::Result<Self> {
         let affine = engine::gpu::affine_of(models::IMAGENET_NORMALIZATION);
         if device == "twin" {
@@ -83,7 +104,7 @@ impl PlanEngine {
                 .with_context(|| format!("--device {device}: expected twin, cuda or cuda:N"))?,
             None => anyhow::bail!("--device {device}: expected twin, cuda or cuda:N"),
         };
-        Self::cuda(ordinal, model, max_batch, (cache_dir, graphs))
+        Self::cuda(ordinal, model, max_batch, (cache_dir, launch.flags()))
     }
 
     #[cfg(feature = "cuda")]
@@ -91,16 +112,21 @@ impl PlanEngine {
         ordinal: usize,
         model: Arc<PreparedModel>,
         max_batch: usize,
-        (cache_dir, graphs): (&Path, bool),
+        (cache_dir, launch): (&Path, (bool, bool)),
     ) -> anyhow::Result<Self> {
-        let cfg = gateway::lifecycle::cuda_config(ordinal, max_batch, cache_dir, graphs);
+        let cfg = gateway::lifecycle::cuda_config(ordinal, max_batch, cache_dir, launch);
         let exec =
             engine::gpu::cuda::executor(model, &cfg, 0).map_err(engine::EngineError::from)?;
         Ok(Self::Cuda(exec))
     }
 
     #[cfg(not(feature = "cuda"))]
-    fn cuda(_: usize, _: Arc<PreparedModel>, _: usize, _: (&Path, bool)) -> anyhow::Result<Self> {
+    fn cuda(
+        _: usize,
+        _: Arc<PreparedModel>,
+        _: usize,
+        _: (&Path, (bool, bool)),
+    ) -> anyhow::Result<Self> {
         anyhow::bail!("this build has no CUDA engine (build with --features cuda)")
     }
 
@@ -247,7 +273,13 @@ pub fn run(config: &gateway::Config, args: &Args) -> anyhow::Result<()> {
     let model = gateway::lifecycle::load_model(mc, args.model.as_deref())?;
     let prepared = Arc::new(models::prepare_for_gpu(&model.path)?);
     let batch = args.batch.max(1);
-    let mut plan = PlanEngine::build(&args.device, prepared.clone(), batch, &mc.cache_dir, true)?;
+    let mut plan = PlanEngine::build(
+        &args.device,
+        prepared.clone(),
+        batch,
+        &mc.cache_dir,
+        args.launch,
+    )?;
     let mut cpu = CpuBackend::new(&engine::CpuConfig::new(
         ModelSource::File(model.path.clone()),
         mc.engine_threads,
@@ -271,7 +303,7 @@ pub fn run(config: &gateway::Config, args: &Args) -> anyhow::Result<()> {
             .flat_map(|i| i.pixels.iter().copied())
             .collect();
         let mut reference =
-            PlanEngine::build("twin", prepared.clone(), batch, &mc.cache_dir, false)?;
+            PlanEngine::build("twin", prepared.clone(), batch, &mc.cache_dir, args.launch)?;
         Some(step_errors(
             &reference.traced(&flat, n)?,
             &plan.traced(&flat, n)?,

@@ -101,7 +101,8 @@ fn activation(mode: sys::cudnnActivationMode_t) -> Result<Act, GpuError> {
     Ok(a)
 }
 
-/// One fused convolution, set up for one batch size.
+/// One convolution, set up for one batch size: fused, or plain (`plain`: no bias, activation
+/// or shortcut, through `cudnnConvolutionForward`).
 struct ConvPlan {
     x: Tensor,
     w: Filter,
@@ -110,6 +111,7 @@ struct ConvPlan {
     conv: Conv,
     relu: bool,
     residual: bool,
+    plain: bool,
     algo: sys::cudnnConvolutionFwdAlgo_t,
     workspace: usize,
 }
@@ -132,6 +134,8 @@ pub(super) struct Dnn {
     plans: HashMap<(usize, usize), ConvPlan>,
     pub(super) tune: TuneCache,
     pub(super) tuned: usize,
+    /// Time the candidate algorithms (else plan B: IMPLICIT_PRECOMP_GEMM, untimed, uncached).
+    timing: bool,
     gpu: String,
     pub(super) version: u64,
     scratch: Vec<CudaSlice<u8>>,
@@ -148,7 +152,12 @@ impl Drop for Dnn {
 
 impl Dnn {
     /// A handle bound to `stream`, with `tune` as the known algorithm choices of GPU `gpu`.
-    pub(super) fn new(stream: &CudaStream, gpu: String, tune: TuneCache) -> Result<Self, GpuError> {
+    pub(super) fn new(
+        stream: &CudaStream,
+        gpu: String,
+        tune: TuneCache,
+        timing: bool,
+    ) -> Result<Self, GpuError> {
         let handle = result::create_handle().map_err(dnn_err("handle"))?;
         // SAFETY: `handle` is live; the stream outlives the handle (both belong to the lane's
         // device, which drops the handle first).
@@ -161,6 +170,7 @@ impl Dnn {
             plans: HashMap::new(),
             tune,
             tuned: 0,
+            timing,
             gpu,
             version: result::get_version() as u64,
             scratch: Vec::new(),
@@ -210,6 +220,7 @@ impl Dnn {
             conv,
             relu: layer.relu,
             residual: layer.residual,
+            plain: layer.bias.is_none(),
             algo: PRECOMP,
             workspace: 0,
         })
@@ -220,7 +231,12 @@ impl Dnn {
             gpu: self.gpu.clone(),
             cudnn: self.version,
             shape: conv_shape_key(&layer.geom, n, layer),
-            activation: if layer.relu { "relu" } else { "identity" }.into(),
+            activation: match (layer.bias.is_none(), layer.relu) {
+                (true, _) => "none (plain)",
+                (false, true) => "relu",
+                (false, false) => "identity",
+            }
+            .into(),
             math: "tensor_op".into(),
         }
     }
@@ -256,6 +272,11 @@ impl Dnn {
         let mut plan = Self::descriptors(layer, n)?;
         let key = self.key(layer, n);
         let choice = match self.tune.get(&key) {
+            _ if !self.timing => Choice {
+                algo: PRECOMP as i32,
+                workspace: 0,
+                micros: f32::NAN,
+            },
             Some(c) => c,
             None => {
                 let c = self.tune_one(&plan, layer, n, stream, events)?;
@@ -274,9 +295,10 @@ impl Dnn {
         Ok(need)
     }
 
-    /// The candidates cuDNN's heuristics list (IMPLICIT_PRECOMP_GEMM only for an identity
-    /// activation, the one algorithm the fused call accepts then), each timed through the fused
-    /// call; the fastest wins. When none runs, the safe IMPLICIT_PRECOMP_GEMM is chosen untimed.
+    /// The candidates cuDNN's heuristics list (IMPLICIT_PRECOMP_GEMM only for a fused call with
+    /// an identity activation, the one algorithm it accepts then), each timed through the call
+    /// the step makes; the fastest wins. When none runs, the safe IMPLICIT_PRECOMP_GEMM is
+    /// chosen untimed (as it is for every step when timing is off: plan B).
     fn tune_one(
         &mut self,
         plan: &ConvPlan,
@@ -286,7 +308,7 @@ impl Dnn {
         events: &[CudaEvent; 2],
     ) -> Result<Choice, GpuError> {
         let mut candidates = vec![PRECOMP];
-        if layer.relu {
+        if layer.relu || plan.plain {
             let mut perf = [zero_perf(); 8];
             let mut count = 0i32;
             // SAFETY: live handle and descriptors; `perf` has room for the 8 requested results
@@ -411,6 +433,30 @@ impl Dnn {
         p: &ConvPtrs,
     ) -> Result<(), result::CudnnError> {
         let alpha1 = 1.0f32;
+        if plan.plain {
+            let beta = 0.0f32;
+            // SAFETY: the handle and descriptors are live; `x`, `w` and `y` are device
+            // allocations of at least the sizes their descriptors imply (as below); the
+            // workspace holds `p.workspace.1` bytes; alpha and beta are fp32, as the half
+            // configuration with fp32 compute requires.
+            return unsafe {
+                result::convolution_forward(
+                    self.handle,
+                    (&alpha1 as *const f32).cast::<c_void>(),
+                    plan.x.0,
+                    p.x as *const c_void,
+                    plan.w.0,
+                    p.w as *const c_void,
+                    plan.conv.0,
+                    algo,
+                    p.workspace.0 as *mut c_void,
+                    p.workspace.1,
+                    (&beta as *const f32).cast::<c_void>(),
+                    plan.y.0,
+                    p.y as *mut c_void,
+                )
+            };
+        }
         // Without a shortcut, `z` is the output itself scaled by zero (cuDNN allows z = y).
         let alpha2 = if plan.residual { 1.0f32 } else { 0.0 };
         let act = if plan.relu {
@@ -463,7 +509,8 @@ impl Dnn {
             ..*ptrs
         };
         self.launch_with(plan, plan.algo, &ptrs).map_err(|e| {
-            GpuError::Failed(format!("cuDNN fused convolution (step {id}, n {n}): {e}"))
+            let kind = if plan.plain { "plain" } else { "fused" };
+            GpuError::Failed(format!("cuDNN {kind} convolution (step {id}, n {n}): {e}"))
         })
     }
 }

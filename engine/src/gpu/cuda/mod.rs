@@ -70,7 +70,7 @@ pub struct CudaDevice {
 }
 
 impl CudaDevice {
-    fn new(ctx: Arc<CudaContext>, tune: TuneCache) -> Result<Self, GpuError> {
+    fn new(ctx: Arc<CudaContext>, tune: TuneCache, timing: bool) -> Result<Self, GpuError> {
         ctx.bind_to_thread().map_err(driver("bind"))?;
         let stream = ctx.new_stream().map_err(driver("stream"))?;
         let kernels = Kernels::for_device(&ctx).map_err(from_kernel)?;
@@ -84,7 +84,7 @@ impl CudaDevice {
         let name = ctx.name().unwrap_or_default();
         let description = format!("{name} ({gpu}), kernels as {}", kernels.form);
         Ok(CudaDevice {
-            dnn: dnn::Dnn::new(&stream, gpu, tune)?,
+            dnn: dnn::Dnn::new(&stream, gpu, tune, timing)?,
             lt: blas::Lt::new(&stream)?,
             kernels,
             stream,
@@ -296,7 +296,10 @@ impl DeviceOps for CudaDevice {
         let ptrs = dnn::ConvPtrs {
             x: self.ptr(a.x),
             w: self.region(a.weights, layer.weight)?,
-            bias: self.region(a.weights, layer.bias)?,
+            bias: match layer.bias {
+                Some(b) => self.region(a.weights, b)?,
+                None => 0,
+            },
             z,
             y: self.ptr(a.y),
             workspace,

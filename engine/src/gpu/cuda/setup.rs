@@ -28,6 +28,9 @@ pub struct CudaConfig {
     pub tune_cache: Option<PathBuf>,
     /// Capture one CUDA graph per bucket.
     pub graphs: bool,
+    /// Time each convolution's candidate algorithms at start (cached in `tune_cache`); off
+    /// (plan B), every convolution takes IMPLICIT_PRECOMP_GEMM untimed.
+    pub tune: bool,
 }
 
 /// Checks that the driver and every CUDA library the engine calls can be loaded, before cudarc
@@ -180,12 +183,12 @@ pub fn executor(
         .as_deref()
         .map(|p| TuneCache::load(p).0)
         .unwrap_or_default();
-    let dev = CudaDevice::new(ctx, tune)?;
+    let dev = CudaDevice::new(ctx, tune, cfg.tune)?;
     let affine = super::super::affine_of(cfg.normalization);
     let started = std::time::Instant::now();
     let mut exec = Executor::new(dev, model, cfg.max_batch, affine)?;
     let dnn = &exec.device().dnn;
-    tracing::info!(lane, device = %exec.device().description, cudnn = dnn.version, tuned = dnn.tuned, elapsed_s = started.elapsed().as_secs_f64(), "CUDA engine built");
+    tracing::info!(lane, device = %exec.device().description, cudnn = dnn.version, tuned = dnn.tuned, timing = cfg.tune, elapsed_s = started.elapsed().as_secs_f64(), "CUDA engine built");
     if let (Some(path), true) = (&cfg.tune_cache, dnn.tuned > 0) {
         if let Err(e) = dnn.tune.save(path) {
             tracing::warn!(path = %path.display(), error = %e, "cannot save the convolution algorithm cache");

@@ -131,6 +131,12 @@ pub struct ModelConfig {
     pub gpu_engine: GpuEngine,
     /// `MODEL_WARMUP`: run each warm-up batch size once before ready.
     pub warmup: bool,
+    /// `CUDA_GRAPHS`: the cuDNN engine replays one CUDA graph per batch bucket (off: launches
+    /// every step, plan B of a first GPU run).
+    pub cuda_graphs: bool,
+    /// `CUDNN_TUNE`: the cuDNN engine times each convolution's algorithms at start (off:
+    /// IMPLICIT_PRECOMP_GEMM untimed, plan B).
+    pub cudnn_tune: bool,
     /// `ORT_DYLIB_PATH`: the ONNX Runtime shared library.
     pub ort_dylib: PathBuf,
     /// `ENGINE_THREADS`: ONNX Runtime intra-op threads.
@@ -374,6 +380,8 @@ fn model_config<F: Fn(&str) -> Option<String>>(
         device,
         gpu_engine,
         warmup: env.flag("MODEL_WARMUP", true)?,
+        cuda_graphs: env.flag("CUDA_GRAPHS", true)?,
+        cudnn_tune: env.flag("CUDNN_TUNE", true)?,
         ort_dylib: env.get("ORT_DYLIB_PATH").map_or_else(
             || PathBuf::from(".cache/onnxruntime/libonnxruntime.so"),
             PathBuf::from,

@@ -105,13 +105,14 @@ pub fn load_model(mc: &ModelConfig, path: Option<&Path>) -> Result<models::Loade
 }
 
 /// The CUDA engine's settings for GPU `ordinal`: batches up to `max_batch`, ImageNet's
-/// normalisation, the convolution tuning cache in `cache_dir`, CUDA graphs when `graphs`.
+/// normalisation, the convolution tuning cache in `cache_dir`, CUDA graphs when `graphs`,
+/// algorithms timed when `tune`.
 #[cfg(feature = "cuda")]
 pub fn cuda_config(
     ordinal: usize,
     max_batch: usize,
     cache_dir: &Path,
-    graphs: bool,
+    (graphs, tune): (bool, bool),
 ) -> engine::gpu::cuda::CudaConfig {
     engine::gpu::cuda::CudaConfig {
         ordinal,
@@ -119,6 +120,7 @@ pub fn cuda_config(
         normalization: models::IMAGENET_NORMALIZATION,
         tune_cache: Some(cache_dir.join("conv-algos.tsv")),
         graphs,
+        tune,
     }
 }
 
@@ -154,7 +156,8 @@ fn backends(
         #[cfg(feature = "cuda")]
         Device::Cuda(ordinal) => {
             let prepared = Arc::new(models::prepare_for_gpu_from(&model.bytes)?);
-            let cfg = cuda_config(ordinal as usize, max_batch, &mc.cache_dir, true);
+            let launch = (mc.cuda_graphs, mc.cudnn_tune);
+            let cfg = cuda_config(ordinal as usize, max_batch, &mc.cache_dir, launch);
             let factory: BackendFactory =
                 Arc::new(move |lane| engine::gpu::cuda::backend(prepared.clone(), &cfg, lane));
             Ok((factory, GPU_BUFFERS_PER_LANE))
