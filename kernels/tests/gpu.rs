@@ -1,5 +1,7 @@
 //! The kernels on a real GPU against their CPU references. Skips, saying why, where there is no
-//! GPU or no CUDA driver/NVRTC library (CI); needs `--features cuda`.
+//! GPU or no CUDA driver/NVRTC library (CI); needs `--features cuda`. `REQUIRE_GPU=1` (the
+//! device script) turns the skip into a failure, so a run on the GPU machine cannot pass by
+//! skipping.
 
 #![cfg(feature = "cuda")]
 
@@ -8,20 +10,24 @@ use kernels::launch::{DevBuf, Kernels};
 use kernels::{reference, Affine, PADDED_CHANNELS};
 
 fn gpu() -> Option<std::sync::Arc<cudarc::driver::CudaContext>> {
+    let skip = |why: String| {
+        assert!(
+            std::env::var_os("REQUIRE_GPU").is_none(),
+            "REQUIRE_GPU is set, but {why}"
+        );
+        eprintln!("skipping GPU test: {why}");
+        None
+    };
     // SAFETY: these only try to open the shared libraries; nothing is called through them.
     let present = unsafe {
         cudarc::driver::sys::is_culib_present() && cudarc::nvrtc::sys::is_culib_present()
     };
     if !present {
-        eprintln!("skipping GPU test: libcuda.so.1 or libnvrtc not found (no GPU here)");
-        return None;
+        return skip("libcuda.so.1 or libnvrtc not found (no GPU here)".into());
     }
     match cudarc::driver::CudaContext::new(0) {
         Ok(ctx) => Some(ctx),
-        Err(e) => {
-            eprintln!("skipping GPU test: no usable GPU ({e})");
-            None
-        }
+        Err(e) => skip(format!("no usable GPU ({e})")),
     }
 }
 
