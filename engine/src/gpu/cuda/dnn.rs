@@ -232,7 +232,7 @@ impl Dnn {
             cudnn: self.version,
             shape: conv_shape_key(&layer.geom, n, layer),
             activation: match (layer.bias.is_none(), layer.relu) {
-                (true, _) => "none (plain)",
+                (true, _) => "plain",
                 (false, true) => "relu",
                 (false, false) => "identity",
             }
