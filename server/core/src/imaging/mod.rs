@@ -7,8 +7,7 @@ mod gif;
 pub mod jpeg;
 pub mod pool;
 pub mod resize;
-mod tiff_jpeg;
-mod tiff_palette;
+mod tiff;
 
 use std::io::Cursor;
 use std::time::{Duration, Instant};
@@ -106,9 +105,7 @@ pub fn decode_with(
     })?;
     match format {
         ImageFormat::Jpeg => decode_jpeg(bytes, max_pixels, mode),
-        ImageFormat::Tiff => match tiff_jpeg::decode(bytes, max_pixels)
-            .or_else(|| tiff_palette::decode(bytes, max_pixels))
-        {
+        ImageFormat::Tiff => match tiff::decode(bytes, max_pixels) {
             Some(decoded) => decoded.map(|(rgb, o)| (upright(DynamicImage::ImageRgb8(rgb), o), 1)),
             None => decode_generic(bytes, format, max_pixels).map(|rgb| (rgb, 1)),
         },

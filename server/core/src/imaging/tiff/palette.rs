@@ -6,47 +6,24 @@
 
 use std::io::Cursor;
 
-use image::metadata::Orientation;
 use image::RgbImage;
 use tiff::decoder::{Decoder, DecodingResult, Limits};
 use tiff::tags::Tag;
 
-use super::{check_size, DecodeError};
+use super::super::{check_size, DecodeError};
+use super::{corrupt, tag};
 
-const PALETTE: u16 = 3;
 const BLACK_IS_ZERO: u16 = 1;
 const PHOTOMETRIC: u16 = 262;
 
-fn corrupt(m: impl std::fmt::Display) -> DecodeError {
-    DecodeError::Corrupt(format!("TIFF: {m}"))
-}
-
-/// `Some` when `bytes` is a palette-colour TIFF (decoded with its orientation tag, or why not);
-/// `None` for any other TIFF.
-pub fn decode(
-    bytes: &[u8],
-    max_pixels: u64,
-) -> Option<Result<(RgbImage, Option<Orientation>), DecodeError>> {
-    let mut d = Decoder::new(Cursor::new(bytes)).ok()?;
-    let tag = |d: &mut Decoder<_>, t| d.find_tag_unsigned::<u16>(t).ok().flatten();
-    if tag(&mut d, Tag::PhotometricInterpretation) != Some(PALETTE) {
-        return None;
-    }
-    let orientation = tag(&mut d, Tag::Orientation)
-        .and_then(|o| u8::try_from(o).ok())
-        .and_then(Orientation::from_exif);
-    let bits = tag(&mut d, Tag::BitsPerSample).unwrap_or(1);
-    let samples = tag(&mut d, Tag::SamplesPerPixel).unwrap_or(1);
-    Some(decode_indexed(&mut d, bytes, bits, samples, max_pixels).map(|rgb| (rgb, orientation)))
-}
-
-fn decode_indexed(
+/// The image from its palette indices and colour map (the page's tags already say palette).
+pub(super) fn decode_indexed(
     d: &mut Decoder<Cursor<&[u8]>>,
     bytes: &[u8],
-    bits: u16,
-    samples: u16,
     max_pixels: u64,
 ) -> Result<RgbImage, DecodeError> {
+    let bits = tag(d, Tag::BitsPerSample).unwrap_or(1);
+    let samples = tag(d, Tag::SamplesPerPixel).unwrap_or(1);
     let (width, height) = d.dimensions().map_err(corrupt)?;
     check_size(width, height, max_pixels)?;
     if !matches!(bits, 1 | 2 | 4 | 8) || samples != 1 {
@@ -151,7 +128,10 @@ fn as_grey(bytes: &[u8]) -> Option<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::decode;
     use super::*;
+
+    const PALETTE: u16 = 3;
 
     /// A 3×1 palette TIFF of 2-bit indices 0, 1, 3 (one byte), uncompressed, little-endian.
     fn tiny(photometric: u16) -> Vec<u8> {

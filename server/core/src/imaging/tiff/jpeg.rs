@@ -7,54 +7,23 @@
 
 use std::io::Cursor;
 
-use image::metadata::Orientation;
 use image::RgbImage;
 use tiff::decoder::{ChunkType, Decoder};
 use tiff::tags::Tag;
 
-use super::{check_size, jpeg, DecodeError};
+use super::super::{check_size, jpeg, DecodeError};
+use super::{corrupt, tag};
 
-const JPEG: u16 = 7;
-const YCBCR: u16 = 6;
-
-/// `Some` when `bytes` is a TIFF of JPEG chunks in YCbCr (decoded with its orientation tag, or
-/// why not); `None` for any other TIFF, which the `tiff` crate decodes.
-pub fn decode(
-    bytes: &[u8],
-    max_pixels: u64,
-) -> Option<Result<(RgbImage, Option<Orientation>), DecodeError>> {
-    let mut d = Decoder::new(Cursor::new(bytes)).ok()?;
-    let tag = |d: &mut Decoder<_>, t| d.find_tag_unsigned::<u16>(t).ok().flatten();
-    if tag(&mut d, Tag::Compression) != Some(JPEG)
-        || tag(&mut d, Tag::PhotometricInterpretation) != Some(YCBCR)
-    {
-        return None;
-    }
-    let orientation = tag(&mut d, Tag::Orientation)
-        .and_then(|o| u8::try_from(o).ok())
-        .and_then(Orientation::from_exif);
-    Some(decode_chunks(&mut d, bytes, max_pixels).map(|rgb| (rgb, orientation)))
-}
-
-fn corrupt(m: impl std::fmt::Display) -> DecodeError {
-    DecodeError::Corrupt(format!("TIFF: {m}"))
-}
-
-fn decode_chunks(
+/// The image from its JPEG chunks (the page's tags already say JPEG in YCbCr).
+pub(super) fn decode_chunks(
     d: &mut Decoder<Cursor<&[u8]>>,
     bytes: &[u8],
     max_pixels: u64,
 ) -> Result<RgbImage, DecodeError> {
     let (width, height) = d.dimensions().map_err(corrupt)?;
     check_size(width, height, max_pixels)?;
-    let planar = d
-        .find_tag_unsigned::<u16>(Tag::PlanarConfiguration)
-        .ok()
-        .flatten();
-    let samples = d
-        .find_tag_unsigned::<u16>(Tag::SamplesPerPixel)
-        .ok()
-        .flatten();
+    let planar = tag(d, Tag::PlanarConfiguration);
+    let samples = tag(d, Tag::SamplesPerPixel);
     if planar.unwrap_or(1) != 1 || samples.unwrap_or(3) != 3 {
         return Err(DecodeError::Unsupported(
             "JPEG-compressed YCbCr TIFF with separate planes is not supported".into(),
