@@ -224,8 +224,7 @@ pub fn build(parts: &Parts) -> Result<(Pipeline, JoinHandle<()>), LoadError> {
 /// engine needs is there; the error names each one missing.
 fn preflight(mc: &ModelConfig) -> Result<(), LoadError> {
     #[cfg(feature = "cuda")]
-    if let Device::Cuda(ordinal) = mc.device {
-        let _ = ordinal;
+    if let Device::Cuda(_) = mc.device {
         let tensorrt = match mc.gpu_engine {
             crate::config::GpuEngine::Cudnn => return Ok(()),
             crate::config::GpuEngine::OnnxRuntimeCuda => false,
